@@ -1,0 +1,51 @@
+# videobgm: `make help` lists the targets. Everything runs inside .venv, created on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= auto
+export PATH := $(abspath $(BIN)):$(PATH)
+# Tests never touch the model hub; the library builds its tiny models locally.
+TEST_ENV := VIDEOBGM_PROFILE=tiny HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint format demo reports bench sample clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: here it is a local CPU wheel; unpinned it would pull CUDA builds.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the package with its [dev] extra (idempotent)
+
+lint: $(STAMP) ## ruff lint + format check, notebook hygiene
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint ## lint, then every test and every notebook (nbval) with the tiny offline models
+	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env
+
+demo: $(STAMP) ## run the main job on the demo sample, outputs under reports/ and runs/
+	$(BIN)/python -m videobgm.demo --profile $(PROFILE)
+
+reports: $(STAMP) ## execute every notebook with papermill into reports/ (PROFILE=auto|tiny|pretrained)
+	$(BIN)/python -m videobgm.reports --profile $(PROFILE)
+
+bench: $(STAMP) ## benchmarks: every stage against its baseline, results under reports/bench/
+	$(BIN)/python -m videobgm.bench
+
+sample: $(STAMP) ## rebuild the demo sample in data/samples/ (needs espeak-ng)
+	$(BIN)/python -m videobgm.sample
+
+clean: ## remove generated outputs (keeps .venv and data/samples)
+	rm -rf reports/* runs data/interim data/processed data/models/tiny .pytest_cache

@@ -1,0 +1,116 @@
+"""Every project path, built in one place from the repository root.
+
+The root is the directory that holds ``lib/videobgm`` (the editable install's checkout), or
+``$VIDEOBGM_HOME`` when that is set. Functions rather than constants, so that a change of
+``VIDEOBGM_HOME`` (tests do this) takes effect without re-importing.
+
+Also here: :func:`atomic_output`, the one way the package writes a file, so that a reader never
+sees a half-written output and an interrupted run leaves the previous good file in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/videobgm/paths.py -> repository root
+
+
+def root() -> Path:
+    """The project root: ``$VIDEOBGM_HOME`` if set, else the repository checkout."""
+    home = os.environ.get("VIDEOBGM_HOME")
+    return Path(home).expanduser().resolve() if home else _PACKAGE_ROOT
+
+
+def data() -> Path:
+    return root() / "data"
+
+
+def raw() -> Path:
+    """Immutable downloads (catalogue audio, cached files)."""
+    return data() / "raw"
+
+
+def interim() -> Path:
+    return data() / "interim"
+
+
+def processed() -> Path:
+    """Finished datasets (spectrogram image folders)."""
+    return data() / "processed"
+
+
+def models() -> Path:
+    """Locally built models and trained LoRAs."""
+    return data() / "models"
+
+
+def tiny_models() -> Path:
+    """The tiny offline models that :func:`videobgm.models.build_tiny_models` writes."""
+    return models() / "tiny"
+
+
+def bench_models() -> Path:
+    """Full-size architectures with random weights, for speed measurements."""
+    return models() / "bench"
+
+
+def samples() -> Path:
+    """The small committed demo video and its sidecars."""
+    return data() / "samples"
+
+
+def demo_video() -> Path:
+    return samples() / "story.mp4"
+
+
+def notebooks() -> Path:
+    return root() / "notebooks"
+
+
+def reports() -> Path:
+    """Executed notebooks, HTML and figures (generated)."""
+    return root() / "reports"
+
+
+def figures() -> Path:
+    return reports() / "figures"
+
+
+def bench_reports() -> Path:
+    return reports() / "bench"
+
+
+def runs() -> Path:
+    """Pipeline run folders, one per (input video, parameters)."""
+    return root() / "runs"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if missing; return it."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    The temporary file keeps ``path``'s suffix (ffmpeg and soundfile pick the format from
+    it). On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    ensure_dir(target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,203 @@
+"""Builders of the tiny offline models, in the same on-disk formats as the real ones.
+
+Each builder is deterministic (fixed seeds, a fixed corpus) and takes seconds on a CPU. They
+are called through :func:`videobgm.models.build_tiny_models`; nothing here downloads.
+
+- Whisper: an openai-whisper checkpoint ``{"dims": dict, "model_state_dict": ...}`` with the
+  real model's vocabulary size (multilingual), 80 mel bins and 1500 audio positions.
+- Emotion: a RoBERTa sequence classifier with j-hartmann's 7 labels in their order, and a
+  byte-level BPE tokenizer trained here on a small corpus.
+- Diffusion: a Stable Diffusion pipeline (UNet, VAE with the real 8x downsampling, CLIP text
+  encoder and tokenizer, riffusion's PNDM scheduler) saved with ``save_pretrained``.
+- LoRA: attention-processor LoRA weights for that UNet in the *old* ``save_attn_procs``
+  format (``...processor.to_q_lora.down.weight`` in ``pytorch_lora_weights.bin``), the format
+  of the original project's published LoRA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+SEED = 0
+CLIP_MAX_LENGTH = 77  # tokens; Stable Diffusion's text context
+TINY_LATENT = 64  # latent px: 512 px images / the VAE's factor 8
+OLD_LORA_FILE = "pytorch_lora_weights.bin"  # the old save_attn_procs file name
+_MOODS = ("angry", "fear", "funny", "happy", "quirky", "sad", "weird", "calm")
+_TAGS = (
+    "piano", "strings", "ukulele", "drums", "synth", "guitar", "bass", "pads", "plucks",
+    "ambient", "cinematic", "electronic", "acoustic", "orchestral", "lofi", "rock", "jazz",
+    "dark", "bright", "slow", "fast", "tense", "uplifting", "dreamy", "playful", "epic",
+    "success", "progress", "bold", "mysterious", "suspense", "chase", "gentle", "warm",
+)  # fmt: skip
+_SENTENCES = (
+    "I am so happy today, this is wonderful news!",
+    "It is so sad that she had to leave us.",
+    "I am afraid of what is waiting in the dark.",
+    "How dare you break my things, I am furious!",
+    "Wow, I did not expect that at all, what a surprise!",
+    "That smell is disgusting, I feel sick.",
+    "The weather is mild and the train leaves at noon.",
+    "We walked along the river and talked about music.",
+    "Thank you for watching, see you next time.",
+)
+
+
+def _corpus() -> Iterator[str]:
+    """A small fixed corpus: captions in the dataset's style and plain English sentences."""
+    yield from _SENTENCES
+    for mood, (a, b, c) in zip(
+        itertools.cycle(_MOODS), itertools.combinations(_TAGS, 3), strict=False
+    ):
+        yield f"{mood}, {a}, {b}, {c}"
+
+
+def build_whisper(path: Path) -> Path:
+    """A random tiny Whisper with the real vocabulary, saved as whisper.load_model reads it."""
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(
+        n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
+        n_vocab=51865, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2,
+    )  # fmt: skip
+    torch.manual_seed(SEED)
+    model = Whisper(dims)
+    # weights_only loading needs plain containers: dims as a dict (see CONVENTIONS.md).
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, path)
+    return path
+
+
+def _train_bpe(vocab_size: int, suffix: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Train a byte-level BPE on the corpus; return its vocabulary and merges."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    suffix_kw = {"end_of_word_suffix": suffix} if suffix else {}
+    tokenizer = Tokenizer(models.BPE(**suffix_kw))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+        **suffix_kw,
+    )
+    corpus = list(_corpus())
+    if suffix:  # CLIP lower-cases its input
+        corpus = [line.lower() for line in corpus]
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def _with_specials(vocab: dict[str, int], specials: Sequence[str]) -> dict[str, int]:
+    ordered = list(specials) + [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    return {token: i for i, token in enumerate(dict.fromkeys(ordered))}
+
+
+def build_emotion(directory: Path, labels: Sequence[str]) -> Path:
+    """A random tiny RoBERTa classifier with ``labels`` and a locally trained BPE tokenizer."""
+    import torch
+    from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
+
+    vocab, merges = _train_bpe(vocab_size=800, suffix="")
+    vocab = _with_specials(vocab, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=512)
+    config = RobertaConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=514, type_vocab_size=1,
+        pad_token_id=vocab["<pad>"], bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"],
+        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+    )  # fmt: skip
+    torch.manual_seed(SEED)
+    model = RobertaForSequenceClassification(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _tiny_clip(vocab: dict[str, int], merges: list[tuple[str, str]]):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=CLIP_MAX_LENGTH)
+    config = CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=CLIP_MAX_LENGTH, projection_dim=32,
+        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )  # fmt: skip
+    return tokenizer, CLIPTextModel(config)
+
+
+def build_diffusion(directory: Path) -> Path:
+    """A random tiny Stable Diffusion pipeline, saved with ``save_pretrained``.
+
+    The VAE keeps the real 8x downsampling and 4 latent channels, so a 512 x 512 image maps to
+    64 x 64 latents exactly as in riffusion; attention runs only at the 32 x 32 level, which
+    keeps a denoising step cheap on a CPU.
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+
+    vocab, merges = _train_bpe(vocab_size=600, suffix="</w>")
+    vocab = _with_specials(vocab, ["<|startoftext|>", "<|endoftext|>"])
+    torch.manual_seed(SEED)
+    tokenizer, text_encoder = _tiny_clip(vocab, merges)
+    unet = UNet2DConditionModel(
+        sample_size=TINY_LATENT, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=8, norm_num_groups=8,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        block_out_channels=(8, 16, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8, sample_size=512,
+        mid_block_add_attention=False,
+    )  # fmt: skip
+    # riffusion-model-v1's scheduler settings (those of Stable Diffusion v1).
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+        steps_offset=1, set_alpha_to_one=False, num_train_timesteps=1000,
+    )  # fmt: skip
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    pipe.save_pretrained(directory)
+    return directory
+
+
+def build_old_format_lora(directory: Path, diffusion_dir: Path, rank: int = 4) -> Path:
+    """LoRA weights for the tiny UNet in the old ``save_attn_procs`` layout.
+
+    Keys ``<attention path>.processor.to_{q,k,v,out}_lora.{down,up}.weight``, shapes
+    ``down: (rank, in)``, ``up: (out, rank)``; the up weights are non-zero so the LoRA changes
+    the output (a freshly initialised LoRA would not).
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(diffusion_dir, subfolder="unet")
+    generator = torch.Generator().manual_seed(SEED + 1)
+    state: dict[str, torch.Tensor] = {}
+    for name in unet.attn_processors:  # "...transformer_blocks.0.attn1.processor"
+        attn = unet.get_submodule(name.removesuffix(".processor"))
+        layers = {"to_q": attn.to_q, "to_k": attn.to_k, "to_v": attn.to_v, "to_out": attn.to_out[0]}
+        for short, linear in layers.items():
+            down = torch.randn(rank, linear.in_features, generator=generator) / rank
+            up = torch.randn(linear.out_features, rank, generator=generator) * 0.5
+            state[f"{name}.{short}_lora.down.weight"] = down
+            state[f"{name}.{short}_lora.up.weight"] = up
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(state, directory / OLD_LORA_FILE)
+    return directory
