@@ -89,6 +89,14 @@ def runs() -> Path:
     return root() / "runs"
 
 
+def shared() -> Path:
+    """The steering repository's ``shared/`` folder (reference data such as the riffusion
+    conformance clip): ``$VIDEOBGM_SHARED`` if set, else ``../shared`` beside the checkout.
+    It is not part of the project; checks that use it skip when it is absent."""
+    override = os.environ.get("VIDEOBGM_SHARED")
+    return Path(override).expanduser().resolve() if override else root().parent / "shared"
+
+
 def ensure_dir(path: Path) -> Path:
     """Create ``path`` (and parents) if missing; return it."""
     path.mkdir(parents=True, exist_ok=True)
