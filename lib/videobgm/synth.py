@@ -665,6 +665,14 @@ def track(
     return audio
 
 
+def clear_caches() -> None:
+    """Forget every cached clip, note and reverb (memory back; results stay identical)."""
+    for cached in (_clip, _cycle, _level_gain, ins.note_wave, ins.drum_sample, ins.wavetable):
+        cached.cache_clear()
+    for cached in (ins.impulse_response, ins.circular_reverb_kernel, ins.tremolo):
+        cached.cache_clear()
+
+
 def beat_times(emotion: str | Style, seconds: float) -> np.ndarray:
     """Beat onsets in seconds from 0 up to (not including) ``seconds``: the grid that clips of
     this emotion join on (the first beat of every clip is one of them)."""
