@@ -40,6 +40,7 @@ SAMPLE_RATE = 44100  # Hz
 CLIP_SECONDS = 5.12  # one 512 px riffusion image
 STEPS_PER_BEAT = 4  # rhythm grid: sixteenth notes
 DEFAULT_VARIATIONS = (0, 1, 0, 2)  # the variation each successive clip of render() plays
+_RENDER_BLOCK_CLIPS = 8  # render() reverberates and limits this many clips at a time
 
 SCALES = {  # semitones above the tonic
     "major": (0, 2, 4, 5, 7, 9, 11),
@@ -209,8 +210,8 @@ STYLES: dict[str, Style] = {
             _S("chords", "pad", octave=3, gain_db=-6, lowpass_hz=1400),
             _S("arp", "piano", "x.o.x.o.x.o.x.o.", octave=4, gain_db=-7, length_steps=4),
             _S("bass", "sub", "x.......x.......", octave=2, gain_db=-6, length_steps=8),
-            _S("melody", "flute", "x.......?...x...", octave=5, gain_db=-13),
-            _S("drum", "kick", "x...o...x...o...", gain_db=-15),
+            _S("melody", "flute", "x.......?...x...", octave=4, gain_db=-13),
+            _S("drum", "kick", "x...o...x...o...", gain_db=-12),
         ),
         level_db=-21, reverb_s=2.6, reverb_wet=0.35,
         description="minor, slow warm pads and soft piano arpeggios, long reverb",
@@ -279,7 +280,7 @@ STYLES: dict[str, Style] = {
             _S("chords", "warm", octave=3, gain_db=-4, lowpass_hz=2500),
             _S("arp", "piano", "x...x...x...x...", octave=4, gain_db=-11, length_steps=4),
             _S("bass", "sub", "x...............", octave=2, gain_db=-7, length_steps=14),
-            _S("melody", "bell", "x.......?.......", octave=5, gain_db=-18, length_steps=8),
+            _S("melody", "bell", "x.......?.......", octave=4, gain_db=-18, length_steps=8),
             _S("drum", "shaker", "..o...o...o...o.", gain_db=-20),
         ),
         level_db=-20, reverb_s=2.0, reverb_wet=0.3,
@@ -638,12 +639,17 @@ def render(
     for k in range(cycles):
         variation = int(variations[k % len(variations)])
         dry[k * samples : (k + 2) * samples] += _cycle(style, int(seed), variation, sample_rate)
-    dry = dry[:n]
-    if n:
-        ir = ins.impulse_response(style.reverb_s, sample_rate)
-        dry = dry + style.reverb_wet * signal.oaconvolve(dry, ir)[:n]
-    out = ins.limit(np.float32(_level_gain(style, sample_rate)) * dry)
-    return _fade_out(out, fade_out_s, sample_rate).astype(np.float32)
+    # Reverb, level and limiter block by block: memory stays ~2 x the output for any length.
+    out = dry[:n].copy()
+    ir = ins.impulse_response(style.reverb_s, sample_rate).astype(np.float32)
+    block = _RENDER_BLOCK_CLIPS * samples
+    for start in range(0, n, block):
+        wet = signal.oaconvolve(dry[start : min(start + block, n)], ir)[: n - start]
+        out[start : start + len(wet)] += np.float32(style.reverb_wet) * wet
+    gain = np.float32(_level_gain(style, sample_rate))
+    for start in range(0, n, block):
+        out[start : start + block] = ins.limit(gain * out[start : start + block])
+    return _fade_out(out, fade_out_s, sample_rate)
 
 
 def track(
