@@ -157,6 +157,20 @@ def test_moods_resolve_to_music_and_track_sets_the_level():
     assert abs(_rms_db(quiet) - (-30)) < 0.5
 
 
+def test_moods_follow_the_users_prompt_table(tmp_path, monkeypatch):
+    from videobgm import prompts
+
+    edited = prompts.default_path().read_text(encoding="utf-8")
+    edited = edited.replace('mood = "quirky"', 'mood = "odd"')
+    path = tmp_path / "prompts.toml"
+    path.write_text(edited, encoding="utf-8")
+    monkeypatch.setenv(prompts.PROMPTS_ENV, str(path))
+    assert synth.style_for("odd") is synth.STYLES["surprise"]
+    path.write_text("[emotions]\njoy = 3\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"prompts\.toml: emotion 'anger' is missing"):
+        synth.style_for("happy")  # a broken table is named, not hidden behind "unknown mood"
+
+
 @pytest.mark.parametrize(
     ("call", "words"),
     [

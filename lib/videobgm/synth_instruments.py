@@ -1,9 +1,9 @@
 """The procedural synthesiser's instruments: wavetable voices, drums, reverb, limiter.
 
-Building blocks for :mod:`videobgm.synth` (which holds the musical table and the arranging):
-every function returns float arrays at a given sample rate and is deterministic (drum and
-reverb noise come from fixed seeds). Notes and drum hits are cached, read-only, because an
-arrangement repeats them many times.
+Building blocks for :mod:`videobgm.synth` (the arranging; the table is
+:mod:`videobgm.synth_styles`): every function returns float arrays at a given sample rate and
+is deterministic (drum and reverb noise come from fixed seeds). Notes and drum hits are
+cached, read-only, because an arrangement repeats them many times.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def midi_hz(midi: float) -> float:
     return 440.0 * 2 ** ((midi - 69) / 12)
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=1024)
 def note_wave(
     instrument: str,
     freq: float,
