@@ -242,7 +242,9 @@ def _part_waves(ctx: _Context, sample_rate: int) -> Iterator[tuple[int, np.ndarr
     lock_s = CLIP_SECONDS if part.role == "drone" else 0.0  # drones repeat in phase per clip
     cutoff = _note_filter(part)
     for step, length, midi, velocity in _ARRANGERS[part.role](ctx):
-        cents = ctx.vary.uniform(-part.detune_cents, part.detune_cents) if part.detune_cents else 0
+        cents = 0.0
+        if part.detune_cents:  # in 5-cent steps, so that detuned notes are cached too
+            cents = 5.0 * round(ctx.vary.uniform(-part.detune_cents, part.detune_cents) / 5)
         start = grid.at(step)
         freq = ins.midi_hz(midi + cents / 100)
         n_on = grid.at(step + length) - start
