@@ -18,11 +18,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from videobgm.errors import InputError
+from videobgm.models import EMOTION_LABELS
 
-EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")  # classifier's
+EMOTIONS = EMOTION_LABELS  # the classifier's labels, in its order
 DATASET_MOODS = ("angry", "fear", "funny", "happy", "quirky", "sad", "weird")  # LoRA captions
 EXTRA_MOOD_EMOTIONS = {"funny": "joy"}  # moods no table entry uses -> the emotion they resemble
 PROMPTS_ENV = "VIDEOBGM_PROMPTS"  # environment variable naming a user's prompt table
