@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from videobgm import cli, emotion, media, models, timeline_io
 from videobgm.emotion import EMOTION_LABELS, Span, TimelineParams
 from videobgm.errors import InputError
@@ -292,6 +293,15 @@ def test_analyze_uses_the_sidecar_and_covers_the_file(talk):
     assert spans[0].start == 0 and spans[-1].end == pytest.approx(20.0, abs=0.01)
     # the random tiny classifier is unsure of everything: one calm span
     assert [s.emotion for s in spans] == ["neutral"]
+
+
+def test_the_demo_sample_gets_a_timeline_from_its_captions(sample_video):
+    duration = media.probe(sample_video).duration_s
+    transcript, scores, spans = emotion.analyze(sample_video, "tiny", progress=False)
+    assert transcript.source.endswith("story.srt") and scores.shape == (5, 7)
+    assert spans[0].start == 0 and spans[-1].end == duration
+    intended = timeline_io.load_timeline(sample_video.with_suffix(".timeline.json"), duration)
+    assert [s.emotion for s in intended] == ["joy", "sadness", "fear", "anger", "surprise"]
 
 
 def test_cli_timeline_writes_and_prints(talk, tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from videobgm import media, models
 from videobgm import transcribe as tr
 from videobgm.errors import InputError
@@ -38,7 +39,7 @@ def assert_well_formed(transcript: tr.Transcript) -> None:
 
 def test_tiny_whisper_on_speech_like_audio_detects_translates_and_filters():
     audio = speech_like(12.0)
-    transcript = tr.transcribe(audio, "tiny", device="cpu", temperature=0.0, progress=False)
+    transcript = tr.transcribe(audio, "tiny", device="cpu", progress=False)
     assert transcript.duration_s == pytest.approx(12.0)
     assert_well_formed(transcript)
     assert isinstance(transcript.language, str) and len(transcript.language) == 2
@@ -50,10 +51,17 @@ def test_tiny_whisper_on_speech_like_audio_detects_translates_and_filters():
         assert seg.compression_ratio <= tr.SpeechFilter().compression_ratio_threshold
 
 
+def test_tiny_whisper_on_the_demo_sample(sample_video):
+    transcript = tr.transcript_for(sample_video, "tiny", sidecar=False, progress=False)
+    assert transcript.duration_s == pytest.approx(media.probe(sample_video).duration_s)
+    assert transcript.source.startswith("whisper:")
+    assert_well_formed(transcript)
+
+
 def test_tiny_whisper_on_near_silence_gives_no_negative_segments(tmp_path):
     hiss = (1e-3 * np.random.default_rng(1).standard_normal(5 * SR)).astype(np.float32)
     path = media.write_audio(tmp_path / "hiss.wav", hiss, SR)
-    transcript = tr.transcribe(path, "tiny", device="cpu", language="en", temperature=0.0)
+    transcript = tr.transcribe(path, "tiny", device="cpu", language="en")
     assert transcript.duration_s == pytest.approx(5.0, abs=0.01)
     assert transcript.language == "en" and not transcript.translated
     assert_well_formed(transcript)

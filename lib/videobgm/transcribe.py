@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000  # Hz; what Whisper expects
 SILENT_PEAK = 1e-4  # linear peak amplitude (-80 dBFS); below it the audio is digital silence
 SIDECAR_SUFFIXES = (".srt", ".vtt")
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # Whisper's default decoding schedule
 TRANSCRIPT_VERSION = 1  # bump when the JSON layout changes
 
 
@@ -112,7 +113,7 @@ def transcribe(
     translate: bool = True,
     keep_original: bool = True,
     speech_filter: SpeechFilter = SpeechFilter(),
-    temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    temperature: float | tuple[float, ...] | None = None,
     progress: bool = True,
 ) -> Transcript:
     """Transcribe speech with the profile's Whisper.
@@ -120,7 +121,10 @@ def transcribe(
     Takes a media path or 16 kHz mono float32 samples. ``language`` (ISO 639-1) skips detection.
     For non-English speech with ``translate``, the English ``text`` comes from the profile's
     translating Whisper and, with ``keep_original``, the original-language transcript is kept in
-    ``original_text`` (a second pass). Returns a :class:`Transcript` whose segments lie inside
+    ``original_text`` (a second pass). ``temperature`` None means Whisper's fallback schedule
+    (:data:`FALLBACK_TEMPERATURES`) for real models and greedy decoding for the tiny offline
+    model, whose random output looks like a hallucination in every window and would otherwise
+    be decoded six times over for nothing. Returns a :class:`Transcript` whose segments lie inside
     [0, duration] with positive length; digital silence returns an empty one without a model.
     """
     audio, duration_s = _audio(audio_or_path)
@@ -129,6 +133,9 @@ def transcribe(
     profile = models.resolve_profile(profile)
     device = device or models.default_device()
     model = models.load_whisper(profile, device)
+    if temperature is None:
+        tiny = profile.whisper(device).startswith("tiny:")
+        temperature = 0.0 if tiny else FALLBACK_TEMPERATURES
     options = _whisper_options(device, speech_filter, temperature, progress)
     with tiny_model_threads(profile.whisper(device), device):
         language, lang_prob = (language, None) if language else detect_language(model, audio)
@@ -186,7 +193,9 @@ def _audio(audio_or_path) -> tuple[np.ndarray, float]:
     if not info.has_audio:
         raise media.MediaError(audio_or_path, "has no audio stream to transcribe")
     audio = media.decode_audio(audio_or_path, sample_rate=SAMPLE_RATE, mono=True)
-    return audio, max(info.duration_s, audio.size / SAMPLE_RATE)
+    # The container's duration, as media.probe and media.mux see it (the audio stream may
+    # run a few milliseconds longer); every stage measures the video the same way.
+    return audio, info.duration_s
 
 
 def detect_language(model, audio: np.ndarray) -> tuple[str, float]:
