@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from videobgm import cli, emotion, media, models, timeline_io
+from videobgm import cli, emotion, emotion_eval, media, models, timeline_io
 from videobgm.emotion import EMOTION_LABELS, Span, TimelineParams
 from videobgm.errors import InputError
 from videobgm.transcribe import Segment, Transcript
@@ -195,13 +195,26 @@ def test_bad_parameters_and_inputs_are_refused():
 def test_agreement_and_sensitivity():
     a = [Span(0, 10, "joy"), Span(10, 20, "sadness")]
     b = [Span(0, 15, "joy"), Span(15, 20, "sadness")]
-    assert emotion.agreement(a, a) == 1.0
-    assert emotion.agreement(a, b) == pytest.approx(0.75, abs=0.01)
+    assert emotion_eval.agreement(a, a) == 1.0
+    assert emotion_eval.agreement(a, b) == pytest.approx(0.75, abs=0.01)
     transcript, scores = phrases(
         (0, 3, "joy", 0.9), (4, 6, "anger", 0.5), (7, 20, "sadness", 0.8), duration_s=20
     )
-    table = emotion.sensitivity(transcript, scores, (0, 5), (0, 0.6))
+    table = emotion_eval.sensitivity(transcript, scores, (0, 5), (0, 0.6))
     assert table.shape == (2, 2) and table.iloc[0, 0] == 3 and table.iloc[1, 0] == 2
+
+
+def test_a_perfect_simulated_classifier_recovers_the_intended_timeline():
+    transcript, _ = phrases((1, 8, "joy", 1), (9, 17, "fear", 1), (18, 30, "joy", 1), duration_s=30)
+    intended = [Span(0, 8.5, "joy"), Span(8.5, 17.5, "fear"), Span(17.5, 30, "joy")]
+    scores = emotion_eval.simulate_scores(transcript, intended, accuracy=1.0, seed=3)
+    assert scores.shape == (3, 7) and list(scores.argmax(axis=1)) == [3, 2, 3]
+    spans = emotion.timeline(transcript, scores, min_confidence=0)
+    assert emotion_eval.agreement(spans, intended) == 1.0
+    variants = {"rules": TimelineParams(min_confidence=0), "viterbi": TimelineParams(
+        min_confidence=0, method="viterbi")}  # fmt: skip
+    table = emotion_eval.recovery(transcript, intended, variants, accuracies=(1.0, 0.5), seeds=3)
+    assert list(table.columns) == ["rules", "viterbi"] and (table.loc["100%"] == 1.0).all()
 
 
 # --------------------------------------------------------------------------- files
@@ -298,7 +311,7 @@ def test_analyze_uses_the_sidecar_and_covers_the_file(talk):
 def test_the_demo_sample_gets_a_timeline_from_its_captions(sample_video):
     duration = media.probe(sample_video).duration_s
     transcript, scores, spans = emotion.analyze(sample_video, "tiny", progress=False)
-    assert transcript.source.endswith("story.srt") and scores.shape == (5, 7)
+    assert transcript.source.endswith("story.srt") and scores.shape == (13, 7)  # sentences
     assert spans[0].start == 0 and spans[-1].end == duration
     intended = timeline_io.load_timeline(sample_video.with_suffix(".timeline.json"), duration)
     assert [s.emotion for s in intended] == ["joy", "sadness", "fear", "anger", "surprise"]

@@ -230,6 +230,18 @@ def test_sidecar_next_to_the_media_replaces_whisper(tmp_path, monkeypatch):
         tr.transcript_for(audio, "tiny", sidecar=tmp_path / "missing.srt")
 
 
+def test_split_sentences_shares_time_by_characters():
+    seg = tr.Segment(
+        10.0, 20.0, "Hi there. I am sad! Why?", original_text="Hi there. I am sad! Why?"
+    )
+    other = tr.Segment(21.0, 22.0, "Good. Day.", "de", "Gut. Tag.", id=1)
+    split = tr.split_sentences(tr.Transcript((seg, other), 30.0, "en", "test"))
+    assert [s.text for s in split] == ["Hi there.", "I am sad!", "Why?", "Good. Day."]
+    assert [s.id for s in split] == [0, 1, 2, 3]
+    assert split.segments[0].start == 10.0 and split.segments[2].end == 20.0
+    assert split.segments[0].end == split.segments[1].start == pytest.approx(10 + 10 * 9 / 22)
+
+
 def test_transcript_json_round_trip(tmp_path):
     path = tmp_path / "clip.srt"
     path.write_text(SRT, encoding="utf-8")

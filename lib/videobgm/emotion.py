@@ -356,47 +356,6 @@ def _strength(piece: _Piece) -> tuple[float, float]:
     return (piece.confidence, piece.duration_s)
 
 
-def labels_at(spans: Sequence[Span], times_s: np.ndarray) -> list[str]:
-    """The emotion at each time (seconds); times past the end take the last span's."""
-    ends = np.array([span.end for span in spans])
-    index = np.minimum(np.searchsorted(ends, times_s, side="right"), len(spans) - 1)
-    return [spans[i].emotion for i in index]
-
-
-def agreement(a: Sequence[Span], b: Sequence[Span], step_s: float = 0.05) -> float:
-    """Fraction of time (sampled every ``step_s`` seconds) at which two timelines agree."""
-    end = min(a[-1].end, b[-1].end)
-    times = np.arange(step_s / 2, end, step_s)
-    if times.size == 0:
-        return 1.0
-    return float(
-        np.mean([x == y for x, y in zip(labels_at(a, times), labels_at(b, times), strict=True)])
-    )
-
-
-def sensitivity(
-    transcript: Transcript,
-    scores: np.ndarray,
-    min_span_values: Sequence[float] = (0.0, 2.0, 5.0, 10.0),
-    min_confidence_values: Sequence[float] = (0.0, 0.3, 0.5, 0.7),
-    params: TimelineParams | None = None,
-):
-    """A pandas table: the number of spans for each ``min_span_s`` (rows) and
-    ``min_confidence`` (columns), other parameters from ``params``."""
-    import pandas as pd
-
-    params = params or TimelineParams()
-    table = {
-        f"min_confidence={c:g}": [
-            len(timeline(transcript, scores, params, min_span_s=s, min_confidence=c))
-            for s in min_span_values
-        ]
-        for c in min_confidence_values
-    }
-    index = pd.Index([f"{s:g} s" for s in min_span_values], name="min_span_s")
-    return pd.DataFrame(table, index=index)
-
-
 # --------------------------------------------------------------------------- the stage
 
 
@@ -407,16 +366,19 @@ def analyze(
     sidecar: str | os.PathLike[str] | bool | None = None,
     device: str | None = None,
     language: str | None = None,
+    sentences: bool = True,
     progress: bool = True,
     **changes,
 ) -> tuple[Transcript, np.ndarray, list[Span]]:
     """Video (or audio) file -> (transcript, scores ``(n, 7)``, timeline).
 
     The transcript comes from the sidecar captions when there are any (see
-    :func:`videobgm.transcribe.transcript_for`), else from Whisper. Each stage is also callable
-    on its own: :func:`~videobgm.transcribe.transcript_for`, :func:`classify`, :func:`timeline`.
+    :func:`videobgm.transcribe.transcript_for`), else from Whisper; with ``sentences`` its
+    segments are cut into sentences (:func:`~videobgm.transcribe.split_sentences`) so that each
+    is classified on its own. Each stage is also callable on its own:
+    :func:`~videobgm.transcribe.transcript_for`, :func:`classify`, :func:`timeline`.
     """
-    from videobgm.transcribe import transcript_for
+    from videobgm.transcribe import split_sentences, transcript_for
 
     params = dataclasses.replace(params or TimelineParams(), **changes)
     profile = models.resolve_profile(profile)
@@ -424,6 +386,8 @@ def analyze(
     transcript = transcript_for(
         path, profile, sidecar, device=device, language=language, progress=progress
     )
+    if sentences:
+        transcript = split_sentences(transcript)
     scores = classify(transcript, profile, device, progress=progress)
     return transcript, scores, timeline(transcript, scores, params)
 
@@ -458,6 +422,10 @@ def add_cli(subparsers) -> None:
         "--neutral-policy", choices=NEUTRAL_POLICIES, default=defaults.neutral_policy,
         help=f"what neutral stretches get (default {defaults.neutral_policy})",
     )  # fmt: skip
+    parser.add_argument(
+        "--whole-segments", dest="sentences", action="store_false",
+        help="classify each transcript segment whole instead of sentence by sentence",
+    )  # fmt: skip
     parser.add_argument("--method", choices=METHODS, default=defaults.method)
     parser.add_argument(
         "--switch-penalty", type=float, default=defaults.switch_penalty,
@@ -478,8 +446,9 @@ def _cli_timeline(args) -> int:
     if output.suffix.lower() not in timeline_io.FORMATS:
         raise InputError(f"{output}: unsupported timeline format; use .json, .csv or .srt")
     transcript, _, spans = analyze(
-        args.video, args.profile, params, args.sidecar, language=args.language
-    )
+        args.video, args.profile, params, args.sidecar, language=args.language,
+        sentences=args.sentences,
+    )  # fmt: skip
     timeline_io.save_timeline(spans, output)
     print(timeline_io.format_table(spans))
     print(f"{len(spans)} spans from {len(transcript)} phrases ({transcript.source}) -> {output}")

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -339,6 +339,30 @@ def _seconds(groups: Sequence[str | None]) -> float | None:
         return None
     whole = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
     return whole + int(millis.ljust(3, "0")) / 1000  # "5" after the comma means 500 ms
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_sentences(transcript: Transcript) -> Transcript:
+    """Cut segments that hold several sentences (caption cues often do) at ``.``, ``!``, ``?``.
+
+    Each sentence gets a share of its segment's time in proportion to its characters. Segments
+    whose English text is a translation stay whole (their original text would not line up).
+    """
+    pieces: list[Segment] = []
+    for seg in transcript:
+        sentences = [s for s in _SENTENCE_END.split(seg.text) if s.strip()]
+        if len(sentences) < 2 or seg.text != seg.original_text:
+            pieces.append(replace(seg, id=len(pieces)))
+            continue
+        weights = np.cumsum([0] + [len(s) for s in sentences]) / sum(len(s) for s in sentences)
+        times = seg.start + weights * seg.duration_s
+        times[-1] = seg.end
+        for text, start, end in zip(sentences, times, times[1:], strict=False):
+            pieces.append(replace(seg, start=float(start), end=float(end), text=text,
+                                  original_text=text, id=len(pieces)))  # fmt: skip
+    return replace(transcript, segments=tuple(pieces))
 
 
 # --------------------------------------------------------------------------- the stage
