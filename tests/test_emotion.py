@@ -214,7 +214,8 @@ def test_a_perfect_simulated_classifier_recovers_the_intended_timeline():
     variants = {"rules": TimelineParams(min_confidence=0), "viterbi": TimelineParams(
         min_confidence=0, method="viterbi")}  # fmt: skip
     table = emotion_eval.recovery(transcript, intended, variants, accuracies=(1.0, 0.5), seeds=3)
-    assert list(table.columns) == ["rules", "viterbi"] and (table.loc["100%"] == 1.0).all()
+    assert list(table.columns) == ["agreement", "spans", "shortest_s"]
+    assert (table.loc["100%"]["agreement"] == 1.0).all() and len(table) == 4
 
 
 # --------------------------------------------------------------------------- files
@@ -325,3 +326,25 @@ def test_cli_timeline_writes_and_prints(talk, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "emotion" in printed and "1 spans from 2 phrases" in printed
     assert cli.main(["timeline", str(talk), "-o", str(tmp_path / "t.xml")]) == 1
+
+
+def test_figures_render_and_save(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from videobgm.plots import emotion as emotion_plots
+    from videobgm.plots import save_figure
+
+    monkeypatch.setenv("VIDEOBGM_HOME", str(tmp_path))
+    transcript, scores = phrases((1, 4, "joy", 0.8), (5, 9, "fear", 0.6), duration_s=10)
+    spans = emotion.timeline(transcript, scores, min_span_s=0)
+    audio = np.sin(np.linspace(0, 2000, 10 * 16000)).astype(np.float32)
+    figures = [
+        emotion_plots.plot_waveform(audio, 16000, transcript),
+        emotion_plots.plot_scores(transcript, scores),
+        emotion_plots.plot_timelines({"a": spans, "b": [Span(0, 10, "silence")]}),
+    ]
+    for i, fig in enumerate(figures):
+        path = save_figure(fig, f"figure-{i}")
+        assert path.parent == tmp_path / "reports" / "figures"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        plt.close(fig)
