@@ -426,7 +426,10 @@ def add_cli(subparsers) -> None:
         "--whole-segments", dest="sentences", action="store_false",
         help="classify each transcript segment whole instead of sentence by sentence",
     )  # fmt: skip
-    parser.add_argument("--method", choices=METHODS, default=defaults.method)
+    parser.add_argument(
+        "--method", choices=METHODS, default=defaults.method,
+        help=f"phrase labels: argmax (rules) or a Viterbi path (default {defaults.method})",
+    )  # fmt: skip
     parser.add_argument(
         "--switch-penalty", type=float, default=defaults.switch_penalty,
         help=f"viterbi: cost of a change of emotion in nats (default {defaults.switch_penalty:g})",
