@@ -2,8 +2,8 @@
 
 - Ducking: where someone speaks, the music drops by ``duck_db`` (default -12 dB) with an
   ``attack_ms`` / ``release_ms`` envelope that starts two attack times *before* each word
-  (look-ahead), so the music is mostly down when the first syllable comes. Speech activity comes from the isolated voice's envelope, the
-  transcript's segments, or both.
+  (look-ahead), so the music is mostly down when the first syllable comes. Speech activity
+  comes from the isolated voice's envelope, the transcript's segments, or both.
 - Levels: before ducking the music sits ``music_db`` (default -6 LU) below the speech.
 - Loudness: the mix is normalised to an integrated loudness target (default -14 LUFS, as video
   platforms normalise; -16 and -23 are the other common ones), measured with ``pyloudnorm``
