@@ -313,7 +313,7 @@ class _Job:
             audio = self._audio()
             model = "tiny" if self.separator == "demucs" and self.profile.offline else None
             voice = separate(audio, SAMPLE_RATE, self.separator, model=model, device=self.device)
-            media.write_audio(out, voice, SAMPLE_RATE, subtype="FLOAT")
+            media.write_audio(out, voice, SAMPLE_RATE)
 
         return self.stages.run("separate", key, [out], work)
 

@@ -21,8 +21,8 @@ def _envelope(ax, audio: np.ndarray, sample_rate: int, color: str, label: str) -
 
 
 def plot_run(spans, voice: np.ndarray, music: np.ndarray, sample_rate: int, title: str = ""):
-    """The timeline as coloured bands, with the isolated voice and the mixed music's waveforms
-    on top: where the music follows the emotions, and where it ducks under the words."""
+    """The timeline as coloured bands over the waveforms of the isolated voice and the new
+    music: where the music follows the emotions, and where the words are."""
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(
@@ -34,7 +34,7 @@ def plot_run(spans, voice: np.ndarray, music: np.ndarray, sample_rate: int, titl
                  fontsize=8)  # fmt: skip
     top.set_yticks([])
     top.set_title(title or "emotion timeline, voice and new music")
-    _envelope(bottom, music, sample_rate, "tab:orange", "music (as mixed)")
+    _envelope(bottom, music, sample_rate, "tab:orange", "new music")
     _envelope(bottom, voice, sample_rate, "0.25", "voice")
     bottom.set_xlim(0, len(voice) / sample_rate)
     bottom.set_xlabel("time (s)")
