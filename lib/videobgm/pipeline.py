@@ -466,3 +466,92 @@ def _copy(source: Path, target: Path) -> None:
         return
     with paths.atomic_output(target) as tmp:
         shutil.copyfile(source, tmp)
+
+
+# --------------------------------------------------------------------------- batch and CLI
+
+MEDIA_SUFFIXES = {
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
+    ".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus",
+}  # fmt: skip
+OUTPUT_FOLDER = "videobgm"  # default output folder inside a folder given to `videobgm run`
+
+
+def run_folder(
+    folder: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, **params: Any
+) -> tuple[list[Result], dict[Path, str]]:
+    """:func:`run` on every media file in ``folder`` (not recursive); one failure is reported
+    and the rest are still done. Outputs go to ``out_dir`` (default ``folder/videobgm/``).
+    Returns the results and ``{file: error sentence}`` for the failures."""
+    from videobgm.errors import VideobgmError
+
+    folder = Path(folder)
+    out_dir = paths.ensure_dir(Path(out_dir) if out_dir else folder / OUTPUT_FOLDER)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MEDIA_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: has no video or audio files to process")
+    results, failures = [], {}
+    for number, path in enumerate(files, start=1):
+        print(f"videobgm: [{number}/{len(files)}] {path.name}", file=sys.stderr, flush=True)
+        try:
+            info = media.probe(path)
+            suffix = path.suffix if info.has_video else ".wav"
+            results.append(run(path, out_dir / f"{path.stem}.videobgm{suffix}", **params))
+        except VideobgmError as exc:
+            failures[path] = str(exc)
+            print(f"videobgm: error: {exc}", file=sys.stderr, flush=True)
+    return results, failures
+
+
+def add_cli(subparsers) -> None:
+    """``videobgm run VIDEO|FOLDER [...]``."""
+    d = RunParams()
+    parser = subparsers.add_parser(
+        "run", help="give a video (or every video in a folder) new background music",
+        description="Transcribe the speech, find its emotions over time, compose music that "
+        "follows them, isolate the voice, mix the music under it and mux the mix back into the "
+        "video (the picture is copied, never re-encoded). Every stage is cached in a run folder "
+        "(runs/), so a re-run resumes and an edited timeline recomputes only the music.",
+    )  # fmt: skip
+    parser.add_argument("input", help="a video or audio file, or a folder of them")
+    parser.add_argument("-o", "--output", help="output file (folder input: output folder)")
+    add = parser.add_argument
+    add("--profile", default=d.profile, help="models: auto | pretrained | tiny (default auto)")
+    add("--music", choices=MUSIC, default=d.music, help="music backend (default auto)")
+    add("--variants", type=int, default=d.variants, help="alternative tracks/videos (default 1)")
+    add("--seed", type=int, default=d.seed, help="music seed (default 0)")
+    add("--separator", choices=SEPARATION, default=d.separator, help="voice isolation")
+    add("--target-lufs", type=float, default=d.target_lufs, help="mix loudness (default -14 LUFS)")
+    add("--duck-db", type=float, default=d.duck_db, help="music drop under speech (default -12)")
+    add("--timeline", help="an edited timeline JSON to use instead of the analysis")
+    add("--neutral-policy", default=d.neutral_policy, help="extend | ambient | silence")
+    add("--min-span-s", type=float, default=d.min_span_s, help="shortest emotion span (default 5)")
+    add("--min-confidence", type=float, default=d.min_confidence, help="default 0.4")
+    add("--method", default=d.method, help="timeline method: rules | viterbi (default rules)")
+    add("--language", help="spoken language code (default: detect)")
+    add("--sidecar", help="captions (.srt/.vtt) to use instead of transcribing")
+    add("--no-sidecar", dest="sidecar", action="store_const", const="",
+        help="transcribe even when captions lie beside the video")  # fmt: skip
+    add("--steps", type=int, help="riffusion denoising steps")
+    add("--device", help="cpu | cuda (default: CUDA when visible)")
+    add("--run-dir", help="run folder (default runs/<name>-<hash>/)")
+    add("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(func=_cli_run)
+
+
+def _cli_run(args) -> int:
+    fields = {f.name for f in dataclasses.fields(RunParams)}
+    params = {k: v for k, v in vars(args).items() if k in fields}
+    target = Path(args.input)
+    if target.is_dir():
+        results, failures = run_folder(target, args.output, progress=not args.quiet, **params)
+        print(f"\n{len(results)} done, {len(failures)} failed")
+        for result in results:
+            print(f"  ok    {result.input.name} -> {result.outputs[0]}")
+        for path, error in failures.items():
+            print(f"  FAIL  {path.name}: {error}")
+        return 1 if failures else 0
+    result = run(target, args.output, args.run_dir, progress=not args.quiet, **params)
+    print("\n".join(f"output: {p}" for p in result.outputs))
+    print(f"stems beside it, run folder: {result.run_dir} (report: {result.report})")
+    return 0
