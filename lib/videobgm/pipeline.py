@@ -237,7 +237,7 @@ class _Job:
     # -- stages ---------------------------------------------------------------------------
 
     def transcribe(self) -> str:
-        from videobgm.transcribe import save_transcript, transcript_for
+        from videobgm.transcribe import Transcript, save_transcript, transcript_for
 
         sidecar = _sidecar(self.settings.sidecar)
         captions = _captions_hash(self.source, sidecar)
@@ -246,10 +246,13 @@ class _Job:
         out = self.folder / "transcript.json"
 
         def work() -> None:
-            transcript = transcript_for(
-                self.source, self.profile, sidecar, device=self.device,
-                language=self.settings.language, progress=self.stages.progress,
-            )  # fmt: skip
+            if not self.info.has_audio:  # nothing is said: the timeline becomes one calm span
+                transcript = Transcript((), self.info.duration_s, None, "no audio stream")
+            else:
+                transcript = transcript_for(
+                    self.source, self.profile, sidecar, device=self.device,
+                    language=self.settings.language, progress=self.stages.progress,
+                )  # fmt: skip
             save_transcript(transcript, out)
 
         return self.stages.run("transcribe", key, [out], work)
