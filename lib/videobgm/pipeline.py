@@ -480,6 +480,13 @@ MEDIA_SUFFIXES = {
 OUTPUT_FOLDER = "videobgm"  # default output folder inside a folder given to `videobgm run`
 
 
+def output_in(folder: Path, source: Path) -> Path:
+    """The default output name for ``source`` inside ``folder``: ``<stem>.videobgm.<ext>``
+    (``.wav`` when the source has no video stream)."""
+    suffix = source.suffix if media.probe(source).has_video else ".wav"
+    return Path(folder) / f"{source.stem}.videobgm{suffix}"
+
+
 def run_folder(
     folder: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, **params: Any
 ) -> tuple[list[Result], dict[Path, str]]:
@@ -497,9 +504,7 @@ def run_folder(
     for number, path in enumerate(files, start=1):
         print(f"videobgm: [{number}/{len(files)}] {path.name}", file=sys.stderr, flush=True)
         try:
-            info = media.probe(path)
-            suffix = path.suffix if info.has_video else ".wav"
-            results.append(run(path, out_dir / f"{path.stem}.videobgm{suffix}", **params))
+            results.append(run(path, output_in(out_dir, path), **params))
         except VideobgmError as exc:
             failures[path] = str(exc)
             print(f"videobgm: error: {exc}", file=sys.stderr, flush=True)
