@@ -204,6 +204,11 @@ def test_batched_decode_equals_one_at_a_time():
         alone = sp.audio_from_image(image, iterations=12, device="cpu")
         assert audio.shape == alone.shape
         assert np.allclose(audio, alone, atol=1e-4 * np.abs(alone).max())
+    # One pass over all rows (what a GPU does) equals row by row (what a CPU does).
+    mels = np.stack([sp.mel_from_image(image) for image in images[:2]])
+    together = sp.audio_from_mel(mels, iterations=12, device="cpu", rows_per_pass=2)
+    apart = sp.audio_from_mel(mels, iterations=12, device="cpu", rows_per_pass=1)
+    assert np.allclose(together, apart, atol=1e-4 * np.abs(apart).max())
 
 
 def test_audio_from_mel_accepts_batches():

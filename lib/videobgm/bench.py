@@ -46,6 +46,8 @@ def machine_info() -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu,
         "python": platform.python_version(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -271,7 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default=None, help="torch device for the GPU-capable parts")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: all)"
+    )
     args = parser.parse_args(argv)
+    # Before torch loads: libgomp's default busy-waiting makes every small op cost a scheduler
+    # slice when other processes share the cores (Griffin-Lim runs ~30 ops per iteration).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print("machine:", json.dumps(machine_info()))
     for name in args.only or list(SECTIONS):
         rows = SECTIONS[name](repeats=args.repeats, device=args.device)
