@@ -84,8 +84,9 @@ def row(metric, unit, ours, baseline, *, higher_is_better=False, bar="", meets_b
 
 
 def _codec_images(width: int, count: int):
-    """``count`` images of ``width`` px and the mel target of the reference image: crops of
-    riffusion's conformance image when the shared folder has it, else of procedural audio."""
+    """The reference image, ``count`` crops of it ``width`` px wide (EXIF kept) and where it
+    came from: riffusion's conformance image when the shared folder has it, else procedural
+    audio's image."""
     from videobgm import spectrogram as sp
 
     folder = paths.shared() / "conformance" / "riffusion"
@@ -191,7 +192,8 @@ def bench_codec(
             t_ours,
             bar=">= 3x on CUDA",
             meets_bar=(t_ours / t_batch >= 3) if "cuda" in device else None,
-            note=f"on {device}",
+            note=f"on {device}"
+            + (": row by row, as batching is slower on a CPU" if device == "cpu" else ""),
         )
     )
     rows.append(_bench_encode(clips, repeats))
