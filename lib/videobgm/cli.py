@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "videobgm.emotion",
     "videobgm.synth",
     "videobgm.spectrogram",
+    "videobgm.dataset",
     "videobgm.models",
 )
 
