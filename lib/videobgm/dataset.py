@@ -48,16 +48,20 @@ from videobgm.dataset_catalogue import SYNTHETIC, Track, read_catalogue, synthet
 from videobgm.dataset_clips import (
     SHARDS,
     TrackJob,
+    band_centres_hz,
     band_limited,
     clip_starts,
+    file_stem,
     is_done,
     make_job,
     process_track,
+    read_record,
     render_clip,
     rows_above,
     to_rate,
 )
 from videobgm.dataset_fetch import FetchParams
+from videobgm.dataset_fetch import fetch as fetch_audio
 from videobgm.errors import InputError
 from videobgm.prompts import DATASET_MOODS
 from videobgm.spectrogram import CLIP_SECONDS, SpectrogramParams
@@ -71,14 +75,17 @@ __all__ = [  # the stage's API; the helper modules' names a caller needs are re-
     "FetchParams",
     "Selected",
     "add_cli",
+    "band_centres_hz",
     "band_limited",
     "caption",
     "choose_mood",
     "clip_starts",
     "curate",
     "default_workers",
+    "fetch_audio",
     "load",
     "mood_counts",
+    "preview_audio",
     "read_catalogue",
     "render_clip",
     "rows_above",
@@ -86,6 +93,7 @@ __all__ = [  # the stage's API; the helper modules' names a caller needs are re-
     "synthetic_catalogue",
     "tag_counts",
     "to_rate",
+    "track_table",
 ]
 
 MOOD_RULES = ("first", "rarest", "priority")
@@ -379,6 +387,42 @@ def _records(jobs: Sequence[TrackJob], workers: int) -> Iterator[dict]:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
+
+
+def track_table(out: str | Path, selection: Sequence[Selected]):
+    """One row per selected track of a written dataset: ``track_id``, ``mood``, ``status``
+    (``ok``, ``short``, ``failed``), ``track_s`` (seconds, when decoded), ``clips``, ``error``."""
+    import pandas as pd
+
+    table = []
+    for chosen in selection:
+        record = read_record(Path(out), file_stem(chosen.track.track_id)) or {}
+        table.append(
+            {
+                "track_id": chosen.track.track_id,
+                "mood": chosen.mood,
+                "status": record.get("status", "missing"),
+                "track_s": record.get("track_s"),
+                "clips": len(record.get("rows", [])),
+                "error": record.get("error"),
+            }
+        )
+    return pd.DataFrame(table)
+
+
+def preview_audio(images: Sequence, rate: int = 22050, iterations: int = 32) -> list[np.ndarray]:
+    """Audio of spectrogram images for listening: decoded by the codec, peak-normalised,
+    resampled to ``rate``. Runs on one torch thread: on a shared machine, two threads that
+    busy-wait for each other made Griffin-Lim five times slower (3 s against 15 s for 7 clips
+    at a load of 4 on 2 cores)."""
+    from videobgm import spectrogram
+
+    with _one_thread():
+        decoded = spectrogram.audio_from_images(
+            images, iterations=iterations, postfilter="normalize", device="cpu"
+        )
+    rates = [spectrogram.read_exif(image)[0].sample_rate for image in images]
+    return [to_rate(a, r, rate) for a, r in zip(decoded, rates, strict=True)]
 
 
 def load(out: str | Path, split: str = "train"):

@@ -237,7 +237,7 @@ def synthetic_catalogue(
         "seed": seed,
         "sample_rate": sample_rate,
         "audio_format": audio_format,
-        "version": 1,
+        "version": 2,
     }
     table, stamp = directory / "catalogue.csv", directory / "synthetic.json"
     if stamp.is_file() and table.is_file() and json.loads(stamp.read_text()) == spec:
@@ -265,7 +265,8 @@ def _synthetic_rows(tracks_per_mood: int, seconds: tuple[float, float], seed: in
             moods = [mood]
             if i % 2 == 1 and mood in SYNTHETIC_SECOND_MOOD:
                 moods.append(SYNTHETIC_SECOND_MOOD[mood])
-            tags = rng.choice(SYNTHETIC_TAGS[mood], size=4, replace=False).tolist()
+            size = int(rng.integers(3, 6))  # 3 to 5 tags, as a library's metadata varies
+            tags = rng.choice(SYNTHETIC_TAGS[mood], size=size, replace=False).tolist()
             rows.append(_synthetic_row(f"syn-{mood}-{i:02d}", moods, tags, rng, seconds))
     rows.append(_synthetic_row("syn-short-00", ["happy"], ["jingle", "sting"], rng, None))
     return rows

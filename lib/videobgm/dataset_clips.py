@@ -74,18 +74,19 @@ def band_limited(audio: np.ndarray, low_rate: int, rate: int = 44100) -> np.ndar
     return to_rate(to_rate(audio, rate, low_rate), low_rate, rate)[: len(audio)]
 
 
-def rows_above(frequency_hz: float, params: SpectrogramParams | None = None) -> int:
-    """Image rows (mel bands) whose centre lies above ``frequency_hz``: the rows left empty by
-    audio band-limited there (sampled at 2 x ``frequency_hz``)."""
+def band_centres_hz(params: SpectrogramParams | None = None) -> np.ndarray:
+    """Centre frequency (Hz) of each mel band, i.e. of each image row, lowest first."""
     from videobgm.spectrogram import _hz_to_mel, _mel_to_hz
 
-    params = params or SpectrogramParams()
-    mels = np.linspace(
-        _hz_to_mel(params.min_frequency),
-        _hz_to_mel(params.max_frequency),
-        params.num_frequencies + 2,
-    )
-    return int(np.sum(_mel_to_hz(mels[1:-1]) > frequency_hz))
+    p = params or SpectrogramParams()
+    low, high = _hz_to_mel(p.min_frequency), _hz_to_mel(p.max_frequency)
+    return _mel_to_hz(np.linspace(low, high, p.num_frequencies + 2)[1:-1])
+
+
+def rows_above(frequency_hz: float, params: SpectrogramParams | None = None) -> int:
+    """Image rows (mel bands) whose centre lies above ``frequency_hz``: the rows, at the top of
+    the image, left empty by audio band-limited there (sampled at 2 x ``frequency_hz``)."""
+    return int(np.sum(band_centres_hz(params) > frequency_hz))
 
 
 # --------------------------------------------------------------------------- one track
