@@ -326,7 +326,7 @@ def write_video(
     """Encode RGB uint8 frames ``(height, width, 3)`` to H.264 (with optional AAC audio).
 
     For generated fixtures, the demo sample and benchmarks. Frames are streamed into ffmpeg's
-    stdin; the file appears atomically.
+    stdin; the file appears atomically. The audio is not cut: give it the video's length.
     """
     out_path = Path(out_path)
     iterator = iter(frames)
@@ -338,7 +338,7 @@ def write_video(
     args += ["-s", f"{width}x{height}", "-r", f"{fps}", "-i", "pipe:0"]
     if audio_path is not None:
         args += ["-i", str(audio_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac"]
-        args += ["-b:a", "64k", "-shortest"]
+        args += ["-b:a", "64k"]
     args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
     args += ["-movflags", "+faststart"]
     with atomic_output(out_path) as tmp:

@@ -30,7 +30,7 @@ from videobgm.errors import InputError, VideobgmError
 log = logging.getLogger(__name__)
 
 EMOTION_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
-TINY_VERSION = 1  # bump when the tiny models' recipe changes, so caches are rebuilt
+TINY_VERSION = 2  # bump when the tiny models' recipe changes, so caches are rebuilt
 TINY_RESOLUTION = 512  # px; the tiny pipeline works at riffusion's native size
 _HUB_TIMEOUT_S = 3.0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -66,32 +65,60 @@ def build_whisper(path: Path) -> Path:
     )  # fmt: skip
     torch.manual_seed(SEED)
     model = Whisper(dims)
+    # whisper leaves the decoder's positional embedding uninitialised (torch.empty).
+    torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
     # weights_only loading needs plain containers: dims as a dict (see CONVENTIONS.md).
     torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, path)
     return path
 
 
 def _train_bpe(vocab_size: int, suffix: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Train a byte-level BPE on the corpus; return its vocabulary and merges."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    """Learn a byte-level BPE on the corpus; return its vocabulary and merges.
 
-    suffix_kw = {"end_of_word_suffix": suffix} if suffix else {}
-    tokenizer = Tokenizer(models.BPE(**suffix_kw))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=1,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-        **suffix_kw,
-    )
-    corpus = list(_corpus())
-    if suffix:  # CLIP lower-cases its input
-        corpus = [line.lower() for line in corpus]
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
-    model = json.loads(tokenizer.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    return model["vocab"], merges
+    Written out (rather than ``tokenizers``' trainer) because that trainer breaks ties between
+    equally frequent pairs differently from run to run; here ties go to the smallest pair, so
+    the tokenizer files are byte-identical on every build. ``suffix`` marks word ends (CLIP's
+    ``</w>``); RoBERTa marks word starts with the byte-level space instead.
+    """
+    from collections import Counter
+
+    from tokenizers import pre_tokenizers
+
+    splitter = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    words: Counter[tuple[str, ...]] = Counter()
+    for line in _corpus():
+        for word, _ in splitter.pre_tokenize_str(line.lower() if suffix else line):
+            if suffix:
+                word = word.lstrip("Ġ")  # CLIP drops the spaces between words
+            if word:
+                words[(*word[:-1], word[-1] + suffix)] += 1
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = sorted(alphabet) + (sorted(c + suffix for c in alphabet) if suffix else [])
+    merges: list[tuple[str, str]] = []
+    while len(vocab) < vocab_size:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:], strict=False):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        vocab.append(best[0] + best[1])
+        words = Counter({_merge(word, best): n for word, n in words.items()})
+    return {token: i for i, token in enumerate(vocab)}, merges
+
+
+def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(word[i] + word[i + 1])
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return tuple(out)
 
 
 def _with_specials(vocab: dict[str, int], specials: Sequence[str]) -> dict[str, int]:

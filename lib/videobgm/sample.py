@@ -1,0 +1,210 @@
+"""The demo sample: a short video whose synthetic voice tells a story through five emotions.
+
+``make sample`` (``python -m videobgm.sample``) rebuilds ``data/samples/``; it needs the
+``espeak-ng`` program (Debian/Ubuntu: ``apt-get install espeak-ng``), which ``make test`` does
+not: the files it made are committed. What it writes:
+
+- ``story.mp4``: about 45 s, 320 x 180, H.264 + AAC. Voice (espeak-ng, prosody per emotion)
+  over quiet procedural music and noise (what voice isolation must remove), with simple
+  moving visuals whose colour follows the story.
+- ``story.srt``: the spoken lines with their times.
+- ``story.timeline.json``: the intended emotion per stretch, in the timeline format.
+- ``story.voice.flac``: the clean voice alone (the reference for separation quality).
+- ``speech.flac``: a second speaker, for separation tests on more than one voice.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from videobgm import media, paths
+from videobgm.errors import VideobgmError
+
+SAMPLE_RATE = 44100  # Hz
+ESPEAK_RATE = 22050  # Hz; what espeak-ng writes
+PAUSE_S = 1.2  # silence between two emotional stretches
+LEAD_IN_S = 0.8  # silence before the first line
+MUSIC_DB = -24.0  # background music level relative to the voice's RMS
+NOISE_DB = -38.0  # noise floor relative to the voice's RMS
+FPS = 15  # frames per second of the demo video
+SIZE = (320, 180)  # px, width x height
+
+
+@dataclass(frozen=True)
+class Line:
+    emotion: str
+    text: str
+    speed: int  # espeak-ng words per minute
+    pitch: int  # espeak-ng 0-99
+    amplitude: int  # espeak-ng 0-200
+
+
+STORY = (
+    Line("joy", "This morning I got wonderful news! I passed my exam. "
+         "I am so happy, I could dance all day!", 165, 70, 150),
+    Line("sadness", "But then I heard that my old dog had died. "
+         "I miss him so much, and I feel so sad and alone.", 120, 30, 100),
+    Line("fear", "At night I heard strange footsteps in the dark house. "
+         "I was terrified, and my hands were shaking with fear.", 150, 60, 110),
+    Line("anger", "It was my neighbour, sneaking into my garden again! "
+         "I am furious! How dare he do this to me!", 170, 35, 190),
+    Line("surprise", "And then, wow, he handed me a puppy! "
+         "I did not expect that at all. What a surprise!", 155, 80, 160),
+)  # fmt: skip
+COLOURS = {  # RGB backgrounds per emotion, for the visuals
+    "joy": (250, 200, 60),
+    "sadness": (60, 90, 160),
+    "fear": (70, 40, 90),
+    "anger": (190, 40, 30),
+    "surprise": (240, 120, 40),
+}
+SECOND_SPEAKER = (
+    "The river was quiet that evening, and we talked about music until the stars came out."
+)
+
+
+def espeak(
+    text: str, speed: int = 150, pitch: int = 50, amplitude: int = 120, voice: str = "en-us"
+) -> np.ndarray:
+    """Speak ``text`` with espeak-ng; return mono float32 audio at :data:`SAMPLE_RATE`."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise VideobgmError(
+            "espeak-ng is not installed; it is needed only to rebuild the demo sample "
+            "(Debian/Ubuntu: apt-get install espeak-ng)"
+        )
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "line.wav"
+        cmd = [exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-a", str(amplitude)]
+        subprocess.run([*cmd, "-w", str(wav), text], check=True, capture_output=True)
+        audio, rate = sf.read(wav, dtype="float32")
+    audio = resample_poly(audio, SAMPLE_RATE // rate, 1) if rate != SAMPLE_RATE else audio
+    return np.asarray(audio, dtype=np.float32)
+
+
+def _speak_story() -> tuple[np.ndarray, list[tuple[float, float, Line]]]:
+    """The voice track and each line's (start, end) in seconds."""
+    pieces = [np.zeros(int(LEAD_IN_S * SAMPLE_RATE), np.float32)]
+    cues, cursor = [], LEAD_IN_S
+    for line in STORY:
+        voice = espeak(line.text, line.speed, line.pitch, line.amplitude)
+        cues.append((cursor, cursor + len(voice) / SAMPLE_RATE, line))
+        pieces += [voice, np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)]
+        cursor += (len(voice) + int(PAUSE_S * SAMPLE_RATE)) / SAMPLE_RATE
+    return np.concatenate(pieces), cues
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def _background(voice: np.ndarray, seed: int = 7) -> np.ndarray:
+    """Quiet procedural music plus a low noise floor, levelled against the voice."""
+    from videobgm import synth
+
+    seconds = len(voice) / SAMPLE_RATE
+    music = synth.render("neutral", seconds, seed=seed, sample_rate=SAMPLE_RATE)[: len(voice)]
+    noise = np.random.default_rng(seed).standard_normal(len(voice)).astype(np.float32)
+    speech_rms = _rms(voice[np.abs(voice) > 0.01]) if np.any(np.abs(voice) > 0.01) else 0.1
+    music *= speech_rms * 10 ** (MUSIC_DB / 20) / max(_rms(music), 1e-9)
+    noise *= speech_rms * 10 ** (NOISE_DB / 20)
+    return (music + noise).astype(np.float32)
+
+
+def _emotion_at(t: float, spans: list[dict]) -> str:
+    return next(s["emotion"] for s in spans if s["start"] <= t <= s["end"])
+
+
+def _frames(duration_s: float, spans: list[dict]):
+    """Simple moving visuals: the background colour follows the story, a ball bounces."""
+    width, height = SIZE
+    yy, xx = np.mgrid[0:height, 0:width]
+    for i in range(int(round(duration_s * FPS))):
+        t = i / FPS
+        colour = np.array(COLOURS[_emotion_at(t, spans)], dtype=np.float32)
+        shade = 0.85 + 0.15 * np.sin(2 * np.pi * (xx / width + t / 4.0))
+        frame = shade[..., None] * colour
+        cx = width / 2 + 0.4 * width * np.sin(2 * np.pi * t / 6.0)
+        cy = height / 2 + 0.3 * height * np.cos(2 * np.pi * t / 2.5)
+        ball = (xx - cx) ** 2 + (yy - cy) ** 2 < (height / 8) ** 2
+        frame[ball] = 255
+        yield frame.clip(0, 255).astype(np.uint8)
+
+
+def _timeline(cues: list[tuple[float, float, Line]], duration_s: float) -> list[dict]:
+    """Contiguous spans: boundaries at the middle of the pause between two lines."""
+    bounds = [0.0]
+    bounds += [(end + nxt) / 2 for (_, end, _), (nxt, _, _) in zip(cues, cues[1:], strict=False)]
+    bounds.append(duration_s)
+    return [
+        {"start": round(a, 3), "end": round(b, 3), "emotion": line.emotion, "confidence": 1.0}
+        for a, b, (_, _, line) in zip(bounds[:-1], bounds[1:], cues, strict=True)
+    ]
+
+
+def _srt_time(seconds: float) -> str:
+    ms = int(round(seconds * 1000))
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def _srt(cues: list[tuple[float, float, Line]]) -> str:
+    blocks = [
+        f"{i}\n{_srt_time(a)} --> {_srt_time(b)}\n{line.text}\n"
+        for i, (a, b, line) in enumerate(cues, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def make_demo_sample(out_dir: Path | None = None) -> dict[str, Path]:
+    """Rebuild the demo sample files (see the module docstring); return their paths."""
+    from scipy.signal import resample_poly
+
+    out_dir = paths.ensure_dir(Path(out_dir) if out_dir else paths.samples())
+    voice, cues = _speak_story()
+    # Whole video frames, and audio exactly as long as they are.
+    duration_s = int(np.ceil(len(voice) / SAMPLE_RATE * FPS)) / FPS
+    voice = np.pad(voice, (0, int(round(duration_s * SAMPLE_RATE)) - len(voice)))
+    spans = _timeline(cues, duration_s)
+    mix = voice + _background(voice)
+    mix *= 0.5 / max(float(np.max(np.abs(mix))), 1e-9)  # peak -6 dBFS
+    written = {"voice": out_dir / "story.voice.flac", "speech": out_dir / "speech.flac"}
+    # The clean stems keep espeak-ng's own rate: nothing above 11 kHz is lost, half the bytes.
+    stem = resample_poly(voice, 1, SAMPLE_RATE // ESPEAK_RATE)
+    media.write_audio(written["voice"], 0.5 * _peak_normalised(stem), ESPEAK_RATE)
+    speech = espeak(SECOND_SPEAKER, 140, 45, 120, "en-gb")
+    speech = resample_poly(speech, 1, SAMPLE_RATE // ESPEAK_RATE)
+    media.write_audio(written["speech"], 0.5 * _peak_normalised(speech), ESPEAK_RATE)
+    with tempfile.TemporaryDirectory() as tmp:
+        soundtrack = media.write_audio(Path(tmp) / "mix.wav", mix, SAMPLE_RATE)
+        written["video"] = media.write_video(
+            out_dir / "story.mp4", _frames(duration_s, spans), FPS, soundtrack, crf=30
+        )
+    written["srt"] = out_dir / "story.srt"
+    written["srt"].write_text(_srt(cues), encoding="utf-8")
+    written["timeline"] = out_dir / "story.timeline.json"
+    written["timeline"].write_text(json.dumps(spans, indent=2) + "\n", encoding="utf-8")
+    return written
+
+
+def _peak_normalised(audio: np.ndarray) -> np.ndarray:
+    return audio / max(float(np.max(np.abs(audio))), 1e-9)
+
+
+def main() -> None:
+    for name, path in make_demo_sample().items():
+        size_kb = path.stat().st_size / 1024
+        print(f"{name:9} {path}  ({size_kb:.0f} KiB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Shared fixtures. Tests always run offline with the tiny models (never the model hub)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ["VIDEOBGM_PROFILE"] = "tiny"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from videobgm import media, paths  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``requires_cuda`` tests on machines without a GPU (the only allowed skip)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "requires_cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def sample_video():
+    """The committed demo sample."""
+    path = paths.demo_video()
+    assert path.exists(), f"{path} is missing; rebuild it with `make sample`"
+    return path
+
+
+def tone(seconds: float, freq: float = 440.0, rate: int = 44100, level: float = 0.3):
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def gradient_frames(seconds: float, fps: float = 10, size=(64, 48)):
+    width, height = size
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    for i in range(int(round(seconds * fps))):
+        frame = np.broadcast_to((ramp + 20 * i) % 256, (height, width, 3))
+        yield frame.astype(np.uint8)
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    """Factory: a small H.264 video of ``seconds`` with (or without) a tone for audio."""
+
+    def _make(seconds: float = 2.0, audio: bool = True, name: str = "clip.mp4", fps: float = 10):
+        wav = None
+        if audio:
+            wav = media.write_audio(tmp_path / f"{name}.wav", tone(seconds), 44100)
+        return media.write_video(tmp_path / name, gradient_frames(seconds, fps), fps, wav)
+
+    return _make
