@@ -14,6 +14,7 @@ from videobgm.train.data import MOODS
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the name load_lora_weights(dir) looks for
 LOG_FILE = "train_log.csv"
+CONFIG_FILE = "train_config.json"  # the resolved config of the run that wrote the folder
 STATE_FILE = "trainer_state.json"  # written last: a checkpoint without it is incomplete
 LOG_COLUMNS = ("step", "loss", "lr", "time_s")
 PRECISIONS = ("auto", "no", "fp16", "bf16")

@@ -28,6 +28,7 @@ from videobgm import models, paths
 from videobgm.errors import InputError
 from videobgm.train import model
 from videobgm.train.config import (
+    CONFIG_FILE,
     LOG_COLUMNS,
     LOG_FILE,
     LORA_FILE,
@@ -43,7 +44,8 @@ def train_lora(config: TrainConfig, *, stop_after_steps: int | None = None) -> T
 
     Writes ``pytorch_lora_weights.safetensors`` (diffusers format), ``train_log.csv`` (step,
     loss, lr, time_s), ``validation/step-NNNNNN/*.png`` (before training, every
-    ``validation_interval`` steps, at the end) and ``checkpoints/step-NNNNNN/``. Without
+    ``validation_interval`` steps, at the end), ``checkpoints/step-NNNNNN/`` and
+    ``train_config.json`` (the config, its model reference resolved). Without
     ``resume_from``, a previous run's outputs in that folder are replaced. ``stop_after_steps``
     ends the call early, as an interruption would, after saving a checkpoint; a later call with
     ``resume_from="latest"`` continues exactly. Raises :class:`InputError` for an unusable
@@ -63,6 +65,9 @@ def train_lora(config: TrainConfig, *, stop_after_steps: int | None = None) -> T
             _validate(run)
         else:
             _restore(run, checkpoint)
+        if run.is_main:
+            with paths.atomic_output(run.out / CONFIG_FILE) as tmp:
+                tmp.write_text(json.dumps(config.to_dict(), indent=2))
         loss = _loop(run, stop_after_steps)
         interval = config.checkpoint_interval
         if run.step >= run.max_steps:
@@ -188,7 +193,8 @@ def _setup(config: TrainConfig, rows: Any) -> _Run:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
     parts = model.load_parts(config.base_model)
     for part in (parts.unet, parts.vae, parts.text_encoder):
-        part.to(accelerator.device, dtype=dtype)
+        # (a dtype argument, even float32's, makes diffusers warn about upcast modules)
+        part.to(accelerator.device, **({} if dtype == torch.float32 else {"dtype": dtype}))
     model.add_lora(parts.unet, config)
     cast_training_params(parts.unet, dtype=torch.float32)
     if config.gradient_checkpointing:
