@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,23 @@ def plot_loss(log: Mapping[str, np.ndarray], smoothing: float = 0.9):
     bottom.set_ylabel("learning rate")
     bottom.set_xlabel("optimizer step")
     bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spectrograms(images: Mapping[str, Any], title: str | None = None):
+    """Spectrogram images side by side, titled with their keys (e.g. one per mood)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(len(images), 1), figsize=(2.2 * max(len(images), 1), 2.8),
+                             squeeze=False)  # fmt: skip
+    for ax, (name, image) in zip(axes[0], images.items(), strict=False):
+        ax.imshow(np.asarray(image.convert("L")), cmap="gray")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -174,13 +174,31 @@ class EpochSampler:
         return iter([(self.epoch, int(i)) for i in order])
 
 
+def clips_by_mood(directory: str | Path, resolution_px: int) -> dict[str, Any]:
+    """The first clip of each mood in an imagefolder dataset, centre-cropped to a square RGB
+    image of ``resolution_px`` (seed images for img2img, as the original project used)."""
+    from PIL import Image
+
+    train = Path(directory) / "train"
+    found: dict[str, Any] = {}
+    for line in (train / "metadata.jsonl").read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        mood = row.get("mood") or row.get("text", "").split(",")[0].strip()
+        if row and mood not in found:
+            pixels = crop_clip(Image.open(train / row["file_name"]), resolution_px)
+            found[mood] = Image.fromarray(
+                np.round((pixels.transpose(1, 2, 0) + 1.0) * 127.5).astype(np.uint8)
+            )
+    return found
+
+
 # --------------------------------------------------------------------------- toy data
 
 
 def toy_spectrogram(mood_index: int, height_px: int, width_px: int, rng) -> np.ndarray:
     """A grey uint8 image in riffusion's look (white is silence, low notes at the bottom): a
     harmonic tone whose pitch and rhythm depend on the mood, over a faint noise floor."""
-    level = rng.uniform(0.0, 0.08, size=(height_px, width_px))
+    level = rng.uniform(0.0, 1e-4, size=(height_px, width_px))  # a faint floor: light grey
     fundamental = height_px * (0.04 + 0.05 * mood_index) * rng.uniform(0.9, 1.1)
     period = int((25 + 10 * mood_index) * rng.uniform(0.9, 1.1))  # px per beat
     on = (np.arange(width_px) + rng.integers(period)) % period < 0.6 * period
