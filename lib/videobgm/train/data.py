@@ -21,8 +21,9 @@ import numpy as np
 
 from videobgm import paths
 from videobgm.errors import InputError
+from videobgm.prompts import DATASET_MOODS
 
-MOODS = ("angry", "fear", "funny", "happy", "quirky", "sad", "weird")  # the dataset's moods
+MOODS = DATASET_MOODS  # the dataset's caption moods
 PX_PER_S = 100  # riffusion images: 10 ms hop per pixel column
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _TOY_TAGS = ("piano", "strings", "drums", "synth", "guitar", "bass", "pads", "ambient", "lofi")
