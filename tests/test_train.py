@@ -59,6 +59,7 @@ def small_config(dataset, out, **changes) -> train.TrainConfig:
         validation_inference_steps=2,
         validation_interval=None,
         checkpoint_interval=10,
+        checkpoint_limit=2,
     )
     return dataclasses.replace(config, **changes)
 
@@ -85,7 +86,7 @@ def test_thirty_steps_write_the_lora_log_checkpoints_and_validation(trained):
     for folder in result.validation_dirs:
         pngs = sorted(folder.glob("*.png"))
         assert [p.name for p in pngs] == ["00-happy.png", "01-sad.png"]
-    assert [p.name for p in result.checkpoints] == ["step-000010", "step-000020", "step-000030"]
+    assert [p.name for p in result.checkpoints] == ["step-000020", "step-000030"]  # limit 2
     # The LoRA: rank x (in + out) per adapted projection, a tiny share of the UNet.
     assert 0 < result.trainable_parameters < 0.02 * result.total_parameters
 
@@ -257,6 +258,20 @@ def test_riffusion_sized_unets_need_multiples_of_64_px(tmp_path):
 def test_a_dataset_smaller_than_a_batch_is_refused(dataset, tmp_path):
     with pytest.raises(InputError, match="fewer than one batch"):
         train.train_lora(small_config(dataset, tmp_path, batch_size=8))
+
+
+def test_bf16_and_epochs(dataset, tmp_path):
+    """bf16 autocast (on a CPU too) keeps the LoRA in float32; without max_steps, epochs
+    decide: 7 clips in batches of 2 are 3 batches, so one epoch is 3 steps."""
+    from safetensors.torch import load_file
+
+    config = small_config(
+        dataset, tmp_path, mixed_precision="bf16", max_steps=None, epochs=1.0,
+        validation_prompts=(), checkpoint_interval=None,
+    )  # fmt: skip
+    result = train.train_lora(config)
+    assert result.completed and result.steps == 3
+    assert {t.dtype for t in load_file(result.lora_path).values()} == {torch.float32}
 
 
 def test_fp16_on_a_cpu_is_refused(dataset, tmp_path):

@@ -63,7 +63,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     result = train_lora(config_from_args(args), stop_after_steps=args.stop_after_steps)
+    if not PartialState().is_main_process:  # under accelerate launch, one summary
+        return 0
     if result.completed:
         print(f"finished {result.steps} steps, last loss {result.final_loss:.4f}")
         print(f"LoRA: {result.lora_path}")

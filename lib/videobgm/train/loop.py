@@ -58,8 +58,9 @@ def train_lora(config: TrainConfig, *, stop_after_steps: int | None = None) -> T
     model.check_resolution(config.base_model, config.resolution_px)
     checkpoint = find_checkpoint(config)
     rows = load_rows(config.dataset, config.resolution_px)
-    run = _setup(config, rows)
+    run = None
     try:
+        run = _setup(config, rows)
         if checkpoint is None:
             _clear_outputs(run)
             _validate(run)
@@ -396,10 +397,12 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _release(run: _Run) -> None:
-    """End the run; a later call in this process may then choose another mixed precision."""
+def _release(run: _Run | None) -> None:
+    """End the run (also one that failed in setup), so that a later call in this process may
+    choose another mixed precision (accelerate keeps its state in a process-wide singleton)."""
     from accelerate.state import AcceleratorState
 
-    run.accelerator.end_training()
-    run.accelerator.free_memory()
+    if run is not None:
+        run.accelerator.end_training()
+        run.accelerator.free_memory()
     AcceleratorState._reset_state()
