@@ -1,7 +1,8 @@
 """``videobgm train-lora`` and ``python -m videobgm.train``: one flag per config field.
 
-Several GPUs or nodes: ``accelerate launch -m videobgm.train --config cfg.json`` (each process
-runs this same entry point; accelerate tells each one its rank).
+Several GPUs or nodes: `accelerate launch -m videobgm.train --config cfg.json` (each process
+runs this same entry point; accelerate tells each one its rank). A flag not given keeps the
+config file's value, or the default.
 """
 
 from __future__ import annotations
@@ -16,32 +17,42 @@ from videobgm.errors import VideobgmError
 from videobgm.train.config import TrainConfig
 from videobgm.train.loop import train_lora
 
-# Flags whose names differ from the field names (the issue's spelling first).
+# Flags whose names differ from the field names (the issue's spelling first), and metavars.
 _FLAGS = {
     "dataset": ("--dataset",),
     "output_dir": ("--out", "--output-dir"),
     "resolution_px": ("--resolution", "--resolution-px"),
 }
+_METAVARS = {"dataset": "DIR|HUB_ID", "output_dir": "DIR", "resolution_px": "PX", "rank": "R"}
+_TYPE_METAVARS = {int: "N", float: "X"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--config FILE``, ``--stop-after-steps N`` and one flag per :class:`TrainConfig` field;
     a flag not given keeps the config file's (or the default) value."""
-    parser.add_argument("--config", help="JSON file of config values (flags override it)")
+    parser.add_argument("--config", metavar="FILE", help="JSON file of config values")
     parser.add_argument(
-        "--stop-after-steps", type=int, default=None, help="stop early, keeping a checkpoint"
+        "--stop-after-steps", type=int, metavar="N", help="stop after step N, keeping a checkpoint"
     )
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        flags = _FLAGS.get(f.name, (f"--{f.name.replace('_', '-')}",))
-        default = " ".join(f.default) if isinstance(f.default, tuple) else f.default
+        kind = _argparse_kind(hints[f.name])
+        if "action" not in kind:
+            default_metavar = _TYPE_METAVARS.get(kind.get("type"), "STR")
+            kind.setdefault("metavar", _METAVARS.get(f.name, default_metavar))
         parser.add_argument(
-            *flags,
+            *_FLAGS.get(f.name, (f"--{f.name.replace('_', '-')}",)),
             dest=f.name,
             default=argparse.SUPPRESS,
-            help=f"{f.metadata['help']} (default: {default})",
-            **_argparse_kind(hints[f.name]),
+            help=f"{f.metadata['help']} ({_default_text(f.default)})",
+            **kind,
         )
+
+
+def _default_text(default: Any) -> str:
+    if default == "":
+        return "required"
+    return f"default: {' '.join(default) if isinstance(default, tuple) else default}"
 
 
 def _argparse_kind(hint: Any) -> dict[str, Any]:

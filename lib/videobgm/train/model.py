@@ -121,7 +121,7 @@ def diffusion_loss(unet, noise_scheduler, latents, noise, timesteps, hidden, snr
     """The denoising loss of ``unet`` on clean (scaled) ``latents``: a float scalar tensor.
 
     The target is the noise (``epsilon``) or the velocity (``v_prediction``), as the
-    scheduler's config says; with ``snr_gamma``, each sample is weighted by Min-SNR
+    scheduler's config says; with a positive ``snr_gamma``, each sample is weighted by Min-SNR
     (min(SNR, gamma) / SNR, or / (SNR + 1) for v-prediction).
     """
     import torch.nn.functional as F
@@ -136,7 +136,7 @@ def diffusion_loss(unet, noise_scheduler, latents, noise, timesteps, hidden, snr
         raise InputError(f"cannot train a model with prediction type {kind!r}")
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     pred = unet(noisy, timesteps, hidden).sample
-    if snr_gamma is None:
+    if not snr_gamma:  # None or 0: plain MSE
         return F.mse_loss(pred.float(), target.float())
     snr = compute_snr(noise_scheduler, timesteps)
     weight = snr.clamp(max=snr_gamma) / (snr + 1 if kind == "v_prediction" else snr)
