@@ -363,6 +363,29 @@ def test_the_module_entry_point_trains_from_a_config_file(dataset, tmp_path):
     assert saved["rank"] == 2 and saved["base_model"] == "tiny:diffusion"
 
 
+@pytest.mark.slow
+def test_accelerate_launch_trains_on_two_processes(dataset, tmp_path):
+    """Two CPU processes (gloo DDP) run the same entry point; the main one alone writes the
+    log, the LoRA and the summary."""
+    config = small_config(
+        dataset, tmp_path / "out", batch_size=1, gradient_accumulation=2, max_steps=2,
+        validation_prompts=(), checkpoint_interval=None,
+    )  # fmt: skip
+    file = tmp_path / "cfg.json"
+    file.write_text(json.dumps(config.to_dict()))
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--cpu"]  # fmt: skip
+    done = subprocess.run(
+        [*launcher, "-m", "videobgm.train", "--config", str(file)],
+        capture_output=True, text=True, env=_ENV, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("finished 2 steps") == 1
+    assert train.load_log(tmp_path / "out" / train.LOG_FILE)["step"].tolist() == [1, 2]
+    assert (tmp_path / "out" / train.LORA_FILE).is_file()
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     status = train.main(["--dataset", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert status == 1
