@@ -41,10 +41,10 @@ class SpectralParams:
     overlap_s: float = 2.0  # seconds of crossfade between chunks
     min_period_s: float = 1.0  # shortest repetition period of the music searched for
     max_period_s: float = 12.0  # longest (at most a third of chunk_s is useful)
-    repeat_percentile: float = 50.0  # over repetitions: 50 = REPET's median
+    repeat_percentile: float = 35.0  # over repetitions (REPET uses the median, 50)
     noise_percentile: float = 10.0  # per-bin percentile over time: the stationary noise floor
     noise_margin: float = 2.0  # the floor times this counts as background
-    margin: float = 1.0  # voice needs this much more energy than the background model
+    margin: float = 0.6  # voice needs this much of the background model's energy to pass
     power: float = 2.0  # softness of the mask (2: Wiener-like)
     highpass_hz: float = 70.0  # below this nothing is voice
 
@@ -130,12 +130,10 @@ def _repeating_background(
     if hi <= lo:  # too short for two repetitions: only the noise floor is known
         return np.zeros_like(magnitude)
     period = lo + int(np.argmax(beat_spectrum(magnitude)[lo:hi]))
-    repeats = -(-n_frames // period)
-    padded = np.full((magnitude.shape[0], repeats * period), np.nan, dtype=magnitude.dtype)
-    padded[:, :n_frames] = magnitude
-    stacked = padded.reshape(magnitude.shape[0], repeats, period)
-    model = np.nanpercentile(stacked, params.repeat_percentile, axis=1)
-    return np.tile(model, repeats)[:, :n_frames]
+    repeats = n_frames // period  # whole repetitions; the remainder reuses the model's start
+    stacked = magnitude[:, : repeats * period].reshape(magnitude.shape[0], repeats, period)
+    model = np.percentile(stacked, params.repeat_percentile, axis=1)
+    return np.tile(model, repeats + 1)[:, :n_frames]
 
 
 def beat_spectrum(magnitude: np.ndarray) -> np.ndarray:
