@@ -16,7 +16,7 @@ from videobgm import __version__
 from videobgm.errors import VideobgmError
 
 # The stage modules that contribute subcommands, in the order --help lists them.
-COMMAND_MODULES = ("videobgm.models", "videobgm.synth")
+COMMAND_MODULES = ("videobgm.models", "videobgm.synth", "videobgm.compose")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -107,8 +107,7 @@ def render(
     riff = [i for i, p in enumerate(plans) if p.backend == "riffusion"]
     for i, plan in enumerate(plans):
         if plan.backend == "procedural":
-            clips = [_procedural_clip(plan, c) for c in plan.clips]
-            out[i] = Composition(stitch(plan, clips), plan)
+            out[i] = Composition(stitch(plan, procedural_clips(plan)), plan)
         elif plan.backend not in BACKENDS:
             raise InputError(f"plan backend must be one of {', '.join(BACKENDS)}")
     if riff:
@@ -141,6 +140,12 @@ def _is_transition(plan: Plan, clip: PlannedClip) -> bool:
 
 def _emotion(keyframe: Keyframe | None) -> str:
     return SILENCE if keyframe is None else keyframe.emotion
+
+
+def procedural_clips(plan: Plan) -> list[np.ndarray]:
+    """Every clip of a plan as the procedural backend plays it, before stitching (read-only
+    arrays of ``plan.clip_samples``)."""
+    return [_procedural_clip(plan, clip) for clip in plan.clips]
 
 
 def _procedural_clip(plan: Plan, clip: PlannedClip) -> np.ndarray:
