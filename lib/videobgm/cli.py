@@ -16,7 +16,13 @@ from videobgm import __version__
 from videobgm.errors import VideobgmError
 
 # The stage modules that contribute subcommands, in the order --help lists them.
-COMMAND_MODULES = ("videobgm.models", "videobgm.synth", "videobgm.compose")
+COMMAND_MODULES = (
+    "videobgm.transcribe",
+    "videobgm.emotion",
+    "videobgm.synth",
+    "videobgm.compose",
+    "videobgm.models",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
