@@ -357,19 +357,6 @@ def write(composition: Composition, output: str | os.PathLike[str]) -> dict[str,
     return written
 
 
-def read_timeline(path: str | os.PathLike[str]) -> list[dict]:
-    """A timeline JSON file: a list of spans, or an object with a ``spans`` list."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the timeline ({exc})") from None
-    if isinstance(data, dict):
-        data = data.get("spans", data.get("timeline"))
-    if not isinstance(data, list) or not all(isinstance(s, dict) for s in data):
-        raise InputError(f"{path}: a timeline is a JSON list of {{start, end, emotion}} spans")
-    return data
-
-
 # --------------------------------------------------------------------------- command line
 
 
@@ -409,10 +396,10 @@ def _cli_compose(args) -> int:
     else:
         if not args.timeline:
             raise InputError("give a TIMELINE.json to compose, or --plan to re-render")
-        spans = read_timeline(args.timeline)
-        duration = args.duration
-        if duration is None:
-            duration = max(float(s.get("end", 0)) for s in spans)
+        from videobgm.timeline_io import load_timeline
+
+        spans = load_timeline(args.timeline, args.duration)  # checked: contiguous, covering
+        duration = args.duration if args.duration is not None else spans[-1].end
         results = compose(
             spans, duration, music=args.music, variants=args.variants, seed=args.seed,
             neutral=args.neutral, profile=args.profile, steps=args.steps,
