@@ -41,7 +41,8 @@ from videobgm import models, synth
 from videobgm.errors import InputError, VideobgmError
 
 DEFAULT_STEPS = 20  # DPM-Solver++ steps (riffusion and the original project: 50 PNDM steps)
-DEFAULT_BATCH = 4  # clips per denoising batch
+DEFAULT_BATCH = 4  # clips per denoising batch (CUDA; 1 on the CPU)
+IMAGE_PX = 512  # spectrogram images are 512 x 512: 512 mel bands x 5.12 s
 LORA_ADAPTER = "mood"  # the adapter name the mood LoRA is loaded under
 NEW_LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers/peft format
 OLD_LORA_FILE = "pytorch_lora_weights.bin"  # the old save_attn_procs format
@@ -476,7 +477,10 @@ def seed_image(emotion: str, seed: int = 0, variation: int = 0) -> Any:
 def _seed_image(emotion: str, seed: int, variation: int) -> Any:
     from videobgm import spectrogram
 
-    return spectrogram.image_from_audio(synth.clip(emotion, seed, variation))
+    image = spectrogram.image_from_audio(synth.clip(emotion, seed, variation))
+    # The codec makes 1 + samples // hop columns (513 for a whole clip); the model works on
+    # 512 x 512 (latents divisible by the UNet's downsampling): keep the first 512.
+    return image.crop((0, 0, IMAGE_PX, IMAGE_PX)) if image.size != (IMAGE_PX,) * 2 else image
 
 
 def images_to_audio(images: Sequence[Any], device: str | None = None) -> list[np.ndarray]:
@@ -485,6 +489,5 @@ def images_to_audio(images: Sequence[Any], device: str | None = None) -> list[np
 
     if not images:
         return []
-    return [
-        np.asarray(a, dtype=np.float32) for a in spectrogram.audio_from_images(images, None, device)
-    ]
+    audio = spectrogram.audio_from_images(images, device=device)
+    return [np.asarray(a, dtype=np.float32) for a in audio]
