@@ -68,6 +68,7 @@ def compose(
     lora_scale: float = 1.0,
     device: str | None = None,
     progress: bool = True,
+    procedural_images: bool = False,
     **plan_options: Any,
 ) -> list[Composition]:
     """``variants`` background-music tracks for ``timeline`` (spans with start, end, emotion),
@@ -85,7 +86,7 @@ def compose(
                   riffusion=settings, **plan_options)
         for k in range(variants)
     ]  # fmt: skip
-    return render(plans, device=device, progress=progress)
+    return render(plans, device=device, progress=progress, procedural_images=procedural_images)
 
 
 def regenerate(
@@ -100,14 +101,21 @@ def regenerate(
 
 
 def render(
-    plans: Sequence[Plan], device: str | None = None, progress: bool = True
+    plans: Sequence[Plan],
+    device: str | None = None,
+    progress: bool = True,
+    procedural_images: bool = False,
 ) -> list[Composition]:
-    """Render and stitch plans; riffusion plans share one batched generation pass."""
+    """Render and stitch plans; riffusion plans share one batched generation pass. Riffusion
+    tracks carry their clips' images; procedural ones only with ``procedural_images`` (the
+    codec's image of each clip)."""
     out: list[Composition | None] = [None] * len(plans)
     riff = [i for i, p in enumerate(plans) if p.backend == "riffusion"]
     for i, plan in enumerate(plans):
         if plan.backend == "procedural":
-            out[i] = Composition(stitch(plan, procedural_clips(plan)), plan)
+            clips = procedural_clips(plan)
+            images = _images_of(clips) if procedural_images else None
+            out[i] = Composition(stitch(plan, clips), plan, images)
         elif plan.backend not in BACKENDS:
             raise InputError(f"plan backend must be one of {', '.join(BACKENDS)}")
     if riff:
@@ -118,6 +126,12 @@ def render(
 
 
 # --------------------------------------------------------------------------- clips
+
+
+def _images_of(clips: Sequence[np.ndarray]) -> tuple[Any, ...]:
+    from videobgm import spectrogram
+
+    return tuple(spectrogram.image_from_audio(clip) if np.any(clip) else None for clip in clips)
 
 
 def _seed_audio(keyframe: Keyframe | None) -> np.ndarray | None:
@@ -386,6 +400,8 @@ def add_cli(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=None, help="riffusion denoising steps")
     parser.add_argument("--batch-size", type=int, default=None, help="riffusion clips per batch")
     parser.add_argument("--lora-scale", type=float, default=1.0, help="mood LoRA weight")
+    parser.add_argument("--images", action="store_true",
+                        help="procedural: write the clips' spectrogram images too")  # fmt: skip
     parser.add_argument("-o", "--output", required=True, help="output .wav (or .flac)")
     parser.set_defaults(func=_cli_compose)
 
@@ -403,7 +419,7 @@ def _cli_compose(args) -> int:
         results = compose(
             spans, duration, music=args.music, variants=args.variants, seed=args.seed,
             neutral=args.neutral, profile=args.profile, steps=args.steps,
-            batch_size=args.batch_size, lora_scale=args.lora_scale,
+            batch_size=args.batch_size, lora_scale=args.lora_scale, procedural_images=args.images,
         )  # fmt: skip
     for composition, path in zip(results, output_paths(args.output, len(results)), strict=True):
         written = write(composition, path)
