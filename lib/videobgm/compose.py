@@ -234,7 +234,7 @@ def _riffusion_render(plans: Sequence[Plan], device: str | None, progress: bool)
                 requests.append(_clip_request(generate, *ask))
     images = riff.generate(requests, steps=cfg["steps"], batch_size=cfg["batch_size"],
                            progress=progress)  # fmt: skip
-    audio = generate.images_to_audio(images, device=device)
+    audio = generate.images_to_audio(images, device, cfg["batch_size"], progress)
     results = []
     for plan in plans:
         clips, clip_images = [], []
