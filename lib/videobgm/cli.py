@@ -17,6 +17,7 @@ from videobgm.errors import VideobgmError
 
 # The stage modules that contribute subcommands, in the order --help lists them.
 COMMAND_MODULES = (
+    "videobgm.pipeline",
     "videobgm.transcribe",
     "videobgm.emotion",
     "videobgm.synth",

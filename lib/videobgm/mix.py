@@ -1,9 +1,9 @@
 """The final mix: new music ducked under the voice, loudness-normalised, true peak limited.
 
 - Ducking: where someone speaks, the music drops by ``duck_db`` (default -12 dB) with an
-  ``attack_ms`` / ``release_ms`` envelope, starting ``attack_ms`` *before* each word so the
-  first syllable is not masked. Speech activity comes from the isolated voice's envelope, the
-  transcript's segments, or both.
+  ``attack_ms`` / ``release_ms`` envelope that starts two attack times *before* each word
+  (look-ahead), so the music is mostly down when the first syllable comes. Speech activity
+  comes from the isolated voice's envelope, the transcript's segments, or both.
 - Levels: before ducking the music sits ``music_db`` (default -6 LU) below the speech.
 - Loudness: the mix is normalised to an integrated loudness target (default -14 LUFS, as video
   platforms normalise; -16 and -23 are the other common ones), measured with ``pyloudnorm``
@@ -33,7 +33,7 @@ class MixParams:
     true_peak_db: float = -1.0  # dBTP ceiling
     music_db: float = -6.0  # music loudness relative to the speech, before ducking (LU)
     duck_db: float = -12.0  # extra music attenuation while someone speaks
-    attack_ms: float = 50.0  # how fast the music goes down (and how early it starts to)
+    attack_ms: float = 50.0  # how fast the music goes down (it starts 2x this early)
     release_ms: float = 400.0  # how fast it comes back after speech
     activity: str = "both"  # speech activity from "voice" envelope, "transcript", or "both"
     voice_threshold_db: float = -35.0  # voice frames this far below the voice's loud frames
@@ -96,9 +96,9 @@ def transcript_activity(segments: Sequence[tuple[float, float]], n_frames: int) 
 
 def duck_gain(active: np.ndarray, params: MixParams, n_samples: int, sample_rate: int):
     """Per-sample music gain: 1 in pauses, ``duck_db`` under speech, smoothed with attack and
-    release and shifted ``attack_ms`` earlier (a look-ahead), so it is down when words start."""
+    release, and shifted two attack times earlier (a look-ahead), so it is down as words start."""
     target = np.where(active, 10 ** (params.duck_db / 20), 1.0)
-    lead = int(round(params.attack_ms / 1000 / FRAME_S))
+    lead = int(round(2 * params.attack_ms / 1000 / FRAME_S))
     if lead:  # look ahead: the target seen `lead` frames early
         target = np.minimum(target, np.concatenate([target[lead:], np.full(lead, target[-1])]))
     attack = np.exp(-FRAME_S / max(params.attack_ms / 1000, 1e-4))

@@ -2,11 +2,11 @@
 
 Three backends (the original project used Spleeter's two stems):
 
-- ``spectral`` (no weights, the offline default): a repetition model of the background in the
-  spirit of REPET-SIM -- every STFT frame's background is the median of the frames most similar
-  to it elsewhere in the chunk (music repeats; words do not) -- plus a stationary noise floor,
-  turned into a soft mask that keeps what neither model explains. Processed in overlapping
-  chunks, so memory does not grow with the video's length.
+- ``spectral`` (no weights, the offline default): REPET -- music repeats at a period (a bar, a
+  chord progression) and words do not, so the median of the spectrogram over the repetitions
+  models the music -- plus a stationary noise floor, turned into a soft mask that keeps what
+  neither model explains. Processed in overlapping chunks, so memory does not grow with the
+  video's length.
 - ``demucs``: the ``demucs`` package's ``htdemucs`` with two stems (vocals / the rest), loaded
   through ``demucs.pretrained.get_model`` (the hub) or, in tests, a tiny randomly initialised
   HTDemucs in a local model repository built by :func:`build_tiny_demucs`.
@@ -37,14 +37,14 @@ class SpectralParams:
 
     n_fft: int = 2048  # samples; 46 ms at 44.1 kHz
     hop_length: int = 512  # samples
-    chunk_s: float = 20.0  # seconds of audio modelled at once
-    overlap_s: float = 1.0  # seconds of crossfade between chunks
-    n_features: int = 48  # mel bands of the frame-similarity features
-    neighbours: int = 16  # similar frames whose median models the background
-    exclude_s: float = 1.0  # similar frames must be at least this far away in time
+    chunk_s: float = 40.0  # seconds of audio modelled at once (several repetitions of the music)
+    overlap_s: float = 2.0  # seconds of crossfade between chunks
+    min_period_s: float = 1.0  # shortest repetition period of the music searched for
+    max_period_s: float = 12.0  # longest (at most a third of chunk_s is useful)
+    repeat_percentile: float = 35.0  # over repetitions (REPET uses the median, 50)
     noise_percentile: float = 10.0  # per-bin percentile over time: the stationary noise floor
     noise_margin: float = 2.0  # the floor times this counts as background
-    margin: float = 1.5  # voice needs this much more energy than the background model
+    margin: float = 0.6  # voice needs this much of the background model's energy to pass
     power: float = 2.0  # softness of the mask (2: Wiener-like)
     highpass_hz: float = 70.0  # below this nothing is voice
 
@@ -120,28 +120,32 @@ def _separate_chunk(audio: np.ndarray, sample_rate: int, params: SpectralParams)
 def _repeating_background(
     magnitude: np.ndarray, sample_rate: int, params: SpectralParams
 ) -> np.ndarray:
-    """Per frame, the median magnitude of its most similar frames elsewhere (REPET-SIM)."""
-    import librosa
-
+    """REPET (Rafii & Pardo): find the music's repetition period from the beat spectrum, then
+    model every frame as the median of the frames one or more periods away. Words rarely repeat
+    at the music's period, so they fall out of the median."""
+    frames_per_s = sample_rate / params.hop_length
     n_frames = magnitude.shape[1]
-    k = min(params.neighbours, max(n_frames - 1, 1))
-    mel = librosa.filters.mel(sr=sample_rate, n_fft=params.n_fft, n_mels=params.n_features)
-    features = np.log1p(1e3 * (mel @ magnitude))
-    features -= features.mean(axis=0, keepdims=True)
-    features /= np.linalg.norm(features, axis=0, keepdims=True) + 1e-9
-    similarity = features.T @ features  # cosine similarity, frames x frames
-    exclude = int(params.exclude_s * sample_rate / params.hop_length)
-    idx = np.arange(n_frames)
-    near = np.abs(idx[:, None] - idx[None, :]) < exclude
-    similarity[near] = -np.inf
-    if n_frames <= exclude:  # too short to find repetitions: fall back to the nearest frames
-        similarity = -np.abs(idx[:, None] - idx[None, :]).astype(np.float32)
-    neighbours = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    background = np.empty_like(magnitude)
-    for start in range(0, n_frames, 256):  # bounded memory: 256 frames at a time
-        block = neighbours[start : start + 256]
-        background[:, start : start + len(block)] = np.median(magnitude[:, block], axis=2)
-    return background
+    lo = int(params.min_period_s * frames_per_s)
+    hi = min(int(params.max_period_s * frames_per_s), n_frames // 2)
+    if hi <= lo:  # too short for two repetitions: only the noise floor is known
+        return np.zeros_like(magnitude)
+    period = lo + int(np.argmax(beat_spectrum(magnitude)[lo:hi]))
+    repeats = n_frames // period  # whole repetitions; the remainder reuses the model's start
+    stacked = magnitude[:, : repeats * period].reshape(magnitude.shape[0], repeats, period)
+    model = np.percentile(stacked, params.repeat_percentile, axis=1)
+    return np.tile(model, repeats + 1)[:, :n_frames]
+
+
+def beat_spectrum(magnitude: np.ndarray) -> np.ndarray:
+    """Mean over frequencies of the autocorrelation over time of the power spectrogram,
+    normalised to 1 at lag 0: peaks at the periods at which the audio repeats."""
+    power = np.square(magnitude, dtype=np.float64)
+    power -= power.mean(axis=1, keepdims=True)
+    n = power.shape[1]
+    spectrum = np.fft.rfft(power, n=2 * n, axis=1)
+    autocorr = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :n].sum(axis=0)
+    autocorr /= np.arange(n, 0, -1)  # unbiased: fewer overlapping frames at long lags
+    return autocorr / max(autocorr[0], 1e-12)
 
 
 # --------------------------------------------------------------------------- demucs

@@ -1,0 +1,557 @@
+"""Video in, video out: every stage in order, cached in a run folder, resumable.
+
+``run(video)`` decodes the audio, transcribes it (or reads sidecar captions), classifies each
+phrase, builds the emotion timeline (or takes an edited one), isolates the voice, composes the
+new music (N variants), mixes, and muxes the mix back under the untouched video stream.
+
+Each stage writes its outputs atomically into the run folder and records a key: a hash of its
+parameters and of the keys of the stages it depends on. A re-run skips every stage whose key
+and outputs are unchanged, so an interrupted run resumes, and an edited timeline recomputes
+only composition, mix and mux. The input file is never written to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from videobgm import media, models, paths
+from videobgm.errors import InputError
+
+SAMPLE_RATE = 44100  # Hz; the pipeline's working rate (riffusion's)
+MIN_DURATION_S = 1.0  # shorter inputs are refused
+STAGE_VERSION = 1  # bump when a stage's outputs change meaning, to invalidate old run folders
+MUSIC = ("auto", "riffusion", "procedural")
+SEPARATION = ("auto", "spectral", "demucs", "none")
+AUDIO_OUTPUTS = {".wav", ".flac"}
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Everything a run can be asked for; every value is checked before any work starts."""
+
+    profile: str = "auto"  # model profile: auto | pretrained | tiny
+    music: str = "auto"  # riffusion | procedural | auto (riffusion when its weights are here)
+    variants: int = 1  # alternative music tracks (and output videos) to make
+    seed: int = 0  # music seed; variant k uses seed + k
+    separator: str = "auto"  # spectral | demucs | none | auto (the profile's)
+    target_lufs: float = -14.0  # loudness of the final mix
+    duck_db: float = -12.0  # music attenuation under speech
+    neutral_policy: str = "ambient"  # extend | ambient | silence
+    min_span_s: float = 5.0  # shortest emotion span
+    min_confidence: float = 0.4  # phrases less sure than this count as neutral
+    method: str = "rules"  # rules | viterbi
+    language: str | None = None  # spoken language code (None: detect)
+    sidecar: str | None = None  # captions file; None looks for <stem>.srt/.vtt; "" never
+    timeline: str | None = None  # an edited timeline (JSON) used instead of the analysis
+    steps: int | None = None  # riffusion denoising steps (None: generate's default)
+    device: str | None = None  # cpu | cuda (None: $VIDEOBGM_DEVICE or what is visible)
+
+    def __post_init__(self) -> None:
+        _choose("music", self.music, MUSIC)
+        _choose("separator", self.separator, SEPARATION)
+        if isinstance(self.variants, bool) or not isinstance(self.variants, int):
+            raise InputError(f"variants must be a whole number, not {self.variants!r}")
+        if not 1 <= self.variants <= 16:
+            raise InputError(f"variants must be between 1 and 16, not {self.variants}")
+        from videobgm.emotion import TimelineParams
+        from videobgm.mix import MixParams
+
+        self.timeline_params(TimelineParams)  # each raises InputError on a bad value
+        MixParams(target_lufs=self.target_lufs, duck_db=self.duck_db)
+
+    def timeline_params(self, cls: Any = None) -> Any:
+        from videobgm.emotion import TimelineParams
+
+        return (cls or TimelineParams)(
+            min_confidence=self.min_confidence, min_span_s=self.min_span_s,
+            neutral_policy=self.neutral_policy, method=self.method,
+        )  # fmt: skip
+
+
+def _choose(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+@dataclass
+class Result:
+    """Every artefact of a run (paths), and which stages ran or were reused."""
+
+    input: Path
+    run_dir: Path
+    outputs: list[Path]  # the final video per variant (audio file for audio-only input)
+    voice: Path
+    bgm: list[Path]
+    mix: list[Path]
+    timeline: dict[str, Path]  # json, csv, srt
+    plans: list[Path]
+    transcript: Path
+    report: Path
+    profile: str
+    music: str
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> "ran" | "reused"
+
+
+# --------------------------------------------------------------------------- stage bookkeeping
+
+
+class _Stages:
+    """The run folder's stage log: one record per stage with its key and outputs."""
+
+    def __init__(self, folder: Path, progress: bool):
+        self.folder = folder
+        self.log_path = folder / "stages.json"
+        self.records = json.loads(self.log_path.read_text()) if self.log_path.exists() else {}
+        self.status: dict[str, str] = {}
+        self.progress = progress
+
+    def run(self, name: str, key: str, outputs: list[Path], work: Callable[[], None]) -> str:
+        """Run ``work`` unless the stage's key and outputs are unchanged; return its key."""
+        record = self.records.get(name, {})
+        if record.get("key") == key and all(p.exists() for p in outputs):
+            self.status[name] = "reused"
+            self._say(f"{name:10} reused")
+            return key
+        started = time.perf_counter()
+        self._say(f"{name:10} ...")
+        work()
+        seconds = time.perf_counter() - started
+        self.records[name] = {
+            "key": key, "outputs": [p.name for p in outputs], "seconds": round(seconds, 3),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }  # fmt: skip
+        with paths.atomic_output(self.log_path) as tmp:
+            tmp.write_text(json.dumps(self.records, indent=1), encoding="utf-8")
+        self.status[name] = "ran"
+        self._say(f"{name:10} done in {seconds:.1f} s")
+        return key
+
+    def _say(self, line: str) -> None:
+        if self.progress:
+            print(f"videobgm: {line}", file=sys.stderr, flush=True)
+
+
+def _key(*parts: Any) -> str:
+    blob = json.dumps([STAGE_VERSION, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes (streamed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run(
+    video_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str] | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    **params: Any,
+) -> Result:
+    """Give a video new background music that follows what it says; see the module docstring.
+
+    ``out_path`` defaults to ``<stem>.videobgm.<ext>`` beside the input (``-2``, ``-3``... for
+    more variants; a ``.wav`` mix for audio-only input). ``params`` are :class:`RunParams`
+    fields. Returns a :class:`Result` naming every artefact.
+    """
+    unknown = set(params) - {f.name for f in dataclasses.fields(RunParams)}
+    if unknown:
+        raise InputError(f"unknown parameter {sorted(unknown)[0]!r} for videobgm.pipeline.run")
+    settings = RunParams(**params)
+    source = Path(video_path)
+    info = media.probe(source)  # missing, empty, unreadable: one MediaError sentence
+    if info.duration_s < MIN_DURATION_S:
+        raise InputError(f"{source}: is {info.duration_s:.2f} s long; at least 1 s is needed")
+    outputs = _output_paths(source, out_path, info.has_video, settings.variants)
+    profile = models.resolve_profile(settings.profile)
+    input_hash = file_hash(source)
+    folder = paths.ensure_dir(
+        Path(run_dir)
+        if run_dir
+        else paths.runs() / f"{source.stem}-{_key(input_hash, profile)[:8]}"
+    )
+    job = _Job(source, info, settings, profile, input_hash, folder, _Stages(folder, progress))
+    return job.execute(outputs)
+
+
+def _output_paths(source: Path, out_path, has_video: bool, variants: int) -> list[Path]:
+    if out_path is None:
+        suffix = source.suffix if has_video else ".wav"
+        out = source.with_name(f"{source.stem}.videobgm{suffix}")
+    else:
+        out = Path(out_path)
+    if not has_video and out.suffix.lower() not in AUDIO_OUTPUTS:
+        raise InputError(f"{source}: has no video stream, so the output must be .wav or .flac")
+    outs = [out] + [out.with_name(f"{out.stem}-{k}{out.suffix}") for k in range(2, variants + 1)]
+    for candidate in outs:
+        if candidate.resolve() == source.resolve():
+            raise InputError(f"{candidate}: the output path is the input; refusing to overwrite it")
+    return outs
+
+
+class _Job:
+    """One run's state: the stages share their keys through it."""
+
+    def __init__(self, source, info, settings, profile, input_hash, folder, stages):
+        self.source, self.info, self.settings = source, info, settings
+        self.profile, self.input_hash, self.folder, self.stages = (
+            profile,
+            input_hash,
+            folder,
+            stages,
+        )
+        self.device = settings.device or models.default_device()
+        self.n_samples = int(round(info.duration_s * SAMPLE_RATE))
+        self.music = _music_backend(settings.music, profile)
+        self.separator = profile.separator if settings.separator == "auto" else settings.separator
+
+    def execute(self, outputs: list[Path]) -> Result:
+        transcript_key = self.transcribe()
+        timeline_key = self.analyse(transcript_key)
+        voice_key = self.separate()
+        compose_key = self.compose(timeline_key)
+        mix_key = self.mix(voice_key, compose_key, transcript_key)
+        self.deliver(mix_key, outputs)
+        self.report(compose_key)
+        return self.result(outputs)
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def transcribe(self) -> str:
+        from videobgm.transcribe import save_transcript, transcript_for
+
+        sidecar = _sidecar(self.settings.sidecar)
+        captions = _captions_hash(self.source, sidecar)
+        key = _key("transcript", self.input_hash, self.profile.whisper(self.device), captions,
+                   self.settings.language)  # fmt: skip
+        out = self.folder / "transcript.json"
+
+        def work() -> None:
+            transcript = transcript_for(
+                self.source, self.profile, sidecar, device=self.device,
+                language=self.settings.language, progress=self.stages.progress,
+            )  # fmt: skip
+            save_transcript(transcript, out)
+
+        return self.stages.run("transcribe", key, [out], work)
+
+    def analyse(self, transcript_key: str) -> str:
+        from videobgm import timeline_io
+
+        edited = self._edited_timeline()
+        base = self.folder / "timeline"
+        outs = [base.with_suffix(s) for s in timeline_io.FORMATS] + [self.folder / "scores.npy"]
+        params = dataclasses.asdict(self.settings.timeline_params())
+        edited_hash = file_hash(edited) if edited else None
+        key = _key("timeline", transcript_key, self.profile.emotion, params, edited_hash)
+
+        def work() -> None:
+            spans, scores = self._spans(edited)
+            for out in outs[:-1]:
+                timeline_io.save_timeline(spans, out)
+            with paths.atomic_output(outs[-1]) as tmp:
+                np.save(tmp, scores)
+
+        return self.stages.run("timeline", key, outs, work)
+
+    def _edited_timeline(self) -> Path | None:
+        """The user's timeline; or, when emotion runs on a random stand-in model, the intended
+        timeline shipped beside the video (``<stem>.timeline.json``), as the demo sample has."""
+        if self.settings.timeline:
+            return Path(self.settings.timeline)
+        beside = self.source.with_name(f"{self.source.stem}.timeline.json")
+        if self.profile.emotion.startswith("tiny:") and beside.exists():
+            print(
+                f"videobgm: the emotion classifier is an offline stand-in, so the intended "
+                f"timeline {beside.name} beside the video is used",
+                file=sys.stderr,
+            )
+            return beside
+        return None
+
+    def _spans(self, edited: Path | None):
+        from videobgm import emotion, timeline_io
+        from videobgm.transcribe import load_transcript, split_sentences
+
+        transcript = split_sentences(load_transcript(self.folder / "transcript.json"))
+        if edited is not None:
+            spans = timeline_io.load_timeline(edited, self.info.duration_s)
+            return spans, np.zeros((0, 7), np.float32)
+        scores = emotion.classify(transcript, self.profile, self.device, progress=False)
+        params = self.settings.timeline_params()
+        return emotion.timeline(transcript, scores, params, self.info.duration_s), scores
+
+    def separate(self) -> str:
+        from videobgm.separate import SpectralParams
+
+        params = dataclasses.asdict(SpectralParams()) if self.separator == "spectral" else {}
+        key = _key("voice", self.input_hash, self.separator, params)
+        out = self.folder / "voice.wav"
+
+        def work() -> None:
+            from videobgm.separate import separate
+
+            audio = self._audio()
+            model = "tiny" if self.separator == "demucs" and self.profile.offline else None
+            voice = separate(audio, SAMPLE_RATE, self.separator, model=model, device=self.device)
+            media.write_audio(out, voice, SAMPLE_RATE)
+
+        return self.stages.run("separate", key, [out], work)
+
+    def _audio(self) -> np.ndarray:
+        """The input's audio, mono at SAMPLE_RATE, exactly the input's duration (silence when
+        the file has no audio stream)."""
+        if not self.info.has_audio:
+            return np.zeros(self.n_samples, np.float32)
+        audio = media.decode_audio(self.source, SAMPLE_RATE)
+        return _fit(audio, self.n_samples)
+
+    def compose(self, timeline_key: str) -> str:
+        from videobgm import compose, prompts
+
+        s = self.settings
+        bgm = self._variant_paths("bgm", ".wav")
+        plans = [p.with_name(f"{p.stem}.plan.json") for p in bgm]
+        prompt_file = prompts.prompts_path()
+        key = _key("music", timeline_key, self.music, s.variants, s.seed, s.steps,
+                   s.neutral_policy, self.profile.diffusion, self.profile.lora,
+                   file_hash(prompt_file), self.info.duration_s)  # fmt: skip
+
+        def work() -> None:
+            from videobgm import timeline_io
+
+            spans = timeline_io.load_timeline(self.folder / "timeline.json")
+            tracks = compose.compose(
+                spans, self.info.duration_s, music=self.music, variants=s.variants, seed=s.seed,
+                neutral="silence" if s.neutral_policy == "silence" else "music",
+                profile=self.profile, steps=s.steps, device=self.device,
+                progress=self.stages.progress,
+            )  # fmt: skip
+            for track, path in zip(tracks, bgm, strict=True):
+                compose.write(track, path)
+
+        return self.stages.run("compose", key, bgm + plans, work)
+
+    def mix(self, voice_key: str, compose_key: str, transcript_key: str) -> str:
+        from videobgm.mix import MixParams
+
+        params = MixParams(target_lufs=self.settings.target_lufs, duck_db=self.settings.duck_db)
+        outs = self._variant_paths("mix", ".wav")
+        key = _key("mix", voice_key, compose_key, transcript_key, dataclasses.asdict(params))
+
+        def work() -> None:
+            from videobgm.mix import mix
+            from videobgm.transcribe import load_transcript
+
+            voice = _fit(media.decode_audio(self.folder / "voice.wav", SAMPLE_RATE), self.n_samples)
+            segments = [(s.start, s.end) for s in load_transcript(self.folder / "transcript.json")]
+            for bgm_path, out in zip(self._variant_paths("bgm", ".wav"), outs, strict=True):
+                music = _fit(media.decode_audio(bgm_path, SAMPLE_RATE), self.n_samples)
+                result = mix(voice, music, SAMPLE_RATE, params, segments)
+                media.write_audio(out, result.mix, SAMPLE_RATE)
+
+        return self.stages.run("mix", key, outs, work)
+
+    def deliver(self, mix_key: str, outputs: list[Path]) -> str:
+        """Mux each mix under the video (or write it, for audio-only input), and put the stems
+        beside the output: ``<out>.voice.wav``, ``<out>.bgm.wav``, ``<out>.mix.wav``."""
+        extras = self._beside(outputs)
+        key = _key("deliver", mix_key, self.input_hash, [str(p) for p in outputs])
+
+        def work() -> None:
+            mixes = self._variant_paths("mix", ".wav")
+            for mix_path, out in zip(mixes, outputs, strict=True):
+                if self.info.has_video:
+                    media.mux(self.source, mix_path, out)
+                else:
+                    _copy(mix_path, out)
+            for run_file, target in extras:
+                _copy(run_file, target)
+
+        return self.stages.run("deliver", key, outputs + [t for _, t in extras], work)
+
+    def _beside(self, outputs: list[Path]) -> list[tuple[Path, Path]]:
+        first = outputs[0]
+        pairs = [(self.folder / "voice.wav", first.with_name(f"{first.stem}.voice.wav"))]
+        for run_bgm, run_mix, out in zip(
+            self._variant_paths("bgm", ".wav"), self._variant_paths("mix", ".wav"), outputs,
+            strict=True,
+        ):  # fmt: skip
+            pairs.append((run_bgm, out.with_name(f"{out.stem}.bgm.wav")))
+            if self.info.has_video:
+                pairs.append((run_mix, out.with_name(f"{out.stem}.mix.wav")))
+        return pairs
+
+    def report(self, compose_key: str) -> str:
+        out = self.folder / "report.md"
+        figure = self.folder / "timeline.png"
+        key = _key("report", compose_key)
+
+        def work() -> None:
+            from videobgm.plots.pipeline import write_report
+
+            write_report(self.folder, self.source, self.info, self.music, out, figure)
+
+        return self.stages.run("report", key, [out, figure], work)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _variant_paths(self, stem: str, suffix: str) -> list[Path]:
+        if self.settings.variants == 1:
+            return [self.folder / f"{stem}{suffix}"]
+        return [self.folder / f"{stem}-{k}{suffix}" for k in range(1, self.settings.variants + 1)]
+
+    def result(self, outputs: list[Path]) -> Result:
+        base = self.folder / "timeline"
+        return Result(
+            input=self.source, run_dir=self.folder, outputs=outputs,
+            voice=self.folder / "voice.wav", bgm=self._variant_paths("bgm", ".wav"),
+            mix=self._variant_paths("mix", ".wav"),
+            timeline={s[1:]: base.with_suffix(s) for s in (".json", ".csv", ".srt")},
+            plans=[p.with_name(f"{p.stem}.plan.json") for p in self._variant_paths("bgm", ".wav")],
+            transcript=self.folder / "transcript.json", report=self.folder / "report.md",
+            profile=self.profile.name, music=self.music, stages=dict(self.stages.status),
+        )  # fmt: skip
+
+
+def _music_backend(music: str, profile: models.ModelProfile) -> str:
+    """``auto``: riffusion when the real riffusion weights are available, else procedural."""
+    if music != "auto":
+        return music
+    return "procedural" if profile.diffusion.startswith("tiny:") else "riffusion"
+
+
+def _sidecar(value: str | None):
+    if value is None:
+        return None  # look beside the video
+    return Path(value) if value else False
+
+
+def _captions_hash(source: Path, sidecar) -> str | None:
+    from videobgm.transcribe import find_sidecar
+
+    captions = find_sidecar(source) if sidecar is None else (sidecar or None)
+    return file_hash(captions) if captions else None
+
+
+def _fit(audio: np.ndarray, n_samples: int) -> np.ndarray:
+    """Pad with silence or cut to exactly ``n_samples``."""
+    audio = audio.mean(axis=0) if audio.ndim == 2 else audio
+    if len(audio) >= n_samples:
+        return np.ascontiguousarray(audio[:n_samples], dtype=np.float32)
+    return np.pad(audio, (0, n_samples - len(audio))).astype(np.float32)
+
+
+def _copy(source: Path, target: Path) -> None:
+    if target.resolve() == source.resolve():
+        return
+    with paths.atomic_output(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+# --------------------------------------------------------------------------- batch and CLI
+
+MEDIA_SUFFIXES = {
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
+    ".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus",
+}  # fmt: skip
+OUTPUT_FOLDER = "videobgm"  # default output folder inside a folder given to `videobgm run`
+
+
+def run_folder(
+    folder: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, **params: Any
+) -> tuple[list[Result], dict[Path, str]]:
+    """:func:`run` on every media file in ``folder`` (not recursive); one failure is reported
+    and the rest are still done. Outputs go to ``out_dir`` (default ``folder/videobgm/``).
+    Returns the results and ``{file: error sentence}`` for the failures."""
+    from videobgm.errors import VideobgmError
+
+    folder = Path(folder)
+    out_dir = paths.ensure_dir(Path(out_dir) if out_dir else folder / OUTPUT_FOLDER)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MEDIA_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: has no video or audio files to process")
+    results, failures = [], {}
+    for number, path in enumerate(files, start=1):
+        print(f"videobgm: [{number}/{len(files)}] {path.name}", file=sys.stderr, flush=True)
+        try:
+            info = media.probe(path)
+            suffix = path.suffix if info.has_video else ".wav"
+            results.append(run(path, out_dir / f"{path.stem}.videobgm{suffix}", **params))
+        except VideobgmError as exc:
+            failures[path] = str(exc)
+            print(f"videobgm: error: {exc}", file=sys.stderr, flush=True)
+    return results, failures
+
+
+def add_cli(subparsers) -> None:
+    """``videobgm run VIDEO|FOLDER [...]``."""
+    d = RunParams()
+    parser = subparsers.add_parser(
+        "run", help="give a video (or every video in a folder) new background music",
+        description="Transcribe the speech, find its emotions over time, compose music that "
+        "follows them, isolate the voice, mix the music under it and mux the mix back into the "
+        "video (the picture is copied, never re-encoded). Every stage is cached in a run folder "
+        "(runs/), so a re-run resumes and an edited timeline recomputes only the music.",
+    )  # fmt: skip
+    parser.add_argument("input", help="a video or audio file, or a folder of them")
+    parser.add_argument("-o", "--output", help="output file (folder input: output folder)")
+    add = parser.add_argument
+    add("--profile", default=d.profile, help="models: auto | pretrained | tiny (default auto)")
+    add("--music", choices=MUSIC, default=d.music, help="music backend (default auto)")
+    add("--variants", type=int, default=d.variants, help="alternative tracks/videos (default 1)")
+    add("--seed", type=int, default=d.seed, help="music seed (default 0)")
+    add("--separator", choices=SEPARATION, default=d.separator, help="voice isolation")
+    add("--target-lufs", type=float, default=d.target_lufs, help="mix loudness (default -14 LUFS)")
+    add("--duck-db", type=float, default=d.duck_db, help="music drop under speech (default -12)")
+    add("--timeline", help="an edited timeline JSON to use instead of the analysis")
+    add("--neutral-policy", default=d.neutral_policy, help="extend | ambient | silence")
+    add("--min-span-s", type=float, default=d.min_span_s, help="shortest emotion span (default 5)")
+    add("--min-confidence", type=float, default=d.min_confidence, help="default 0.4")
+    add("--method", default=d.method, help="timeline method: rules | viterbi (default rules)")
+    add("--language", help="spoken language code (default: detect)")
+    add("--sidecar", help="captions (.srt/.vtt) to use instead of transcribing")
+    add("--no-sidecar", dest="sidecar", action="store_const", const="",
+        help="transcribe even when captions lie beside the video")  # fmt: skip
+    add("--steps", type=int, help="riffusion denoising steps")
+    add("--device", help="cpu | cuda (default: CUDA when visible)")
+    add("--run-dir", help="run folder (default runs/<name>-<hash>/)")
+    add("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(func=_cli_run)
+
+
+def _cli_run(args) -> int:
+    fields = {f.name for f in dataclasses.fields(RunParams)}
+    params = {k: v for k, v in vars(args).items() if k in fields}
+    target = Path(args.input)
+    if target.is_dir():
+        results, failures = run_folder(target, args.output, progress=not args.quiet, **params)
+        print(f"\n{len(results)} done, {len(failures)} failed")
+        for result in results:
+            print(f"  ok    {result.input.name} -> {result.outputs[0]}")
+        for path, error in failures.items():
+            print(f"  FAIL  {path.name}: {error}")
+        return 1 if failures else 0
+    result = run(target, args.output, args.run_dir, progress=not args.quiet, **params)
+    print("\n".join(f"output: {p}" for p in result.outputs))
+    print(f"stems beside it, run folder: {result.run_dir} (report: {result.report})")
+    return 0

@@ -1,0 +1,76 @@
+"""Figures of a pipeline run (notebook 04 and the run report): the emotion timeline over the
+voice and the new music, and the small markdown report every run folder gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from videobgm.plots.emotion import EMOTION_COLORS
+
+_BINS = 1500  # columns of a drawn waveform envelope
+
+
+def _envelope(ax, audio: np.ndarray, sample_rate: int, color: str, label: str) -> None:
+    bins = max(1, min(_BINS, audio.size))
+    usable = audio[: audio.size - audio.size % bins].reshape(bins, -1)
+    times = (np.arange(bins) + 0.5) * usable.shape[1] / sample_rate
+    ax.fill_between(times, usable.min(axis=1), usable.max(axis=1), color=color, lw=0, label=label)
+
+
+def plot_run(spans, voice: np.ndarray, music: np.ndarray, sample_rate: int, title: str = ""):
+    """The timeline as coloured bands over the waveforms of the isolated voice and the new
+    music: where the music follows the emotions, and where the words are."""
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(12, 4.2), sharex=True, gridspec_kw={"height_ratios": [1, 3]}
+    )
+    for span in spans:
+        top.axvspan(span.start, span.end, color=EMOTION_COLORS[span.emotion], ec="0.4", lw=0.6)
+        top.text((span.start + span.end) / 2, 0.5, span.emotion, ha="center", va="center",
+                 fontsize=8)  # fmt: skip
+    top.set_yticks([])
+    top.set_title(title or "emotion timeline, voice and new music")
+    _envelope(bottom, music, sample_rate, "tab:orange", "new music")
+    _envelope(bottom, voice, sample_rate, "0.25", "voice")
+    bottom.set_xlim(0, len(voice) / sample_rate)
+    bottom.set_xlabel("time (s)")
+    bottom.set_yticks([])
+    bottom.legend(loc="upper right", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(folder: Path, source: Path, info, music: str, out: Path, figure: Path) -> None:
+    """``report.md`` and ``timeline.png`` in a run folder, from the files the stages wrote."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from videobgm import media, paths, timeline_io
+
+    spans = timeline_io.load_timeline(folder / "timeline.json")
+    voice = media.decode_audio(folder / "voice.wav", 22050)
+    bgm = sorted(folder.glob("bgm*.wav"))
+    music_audio = media.decode_audio(bgm[0], 22050)[: len(voice)]
+    fig = plot_run(spans, voice, np.pad(music_audio, (0, len(voice) - len(music_audio))), 22050)
+    with paths.atomic_output(figure) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    stages = json.loads((folder / "stages.json").read_text())
+    lines = [
+        f"# videobgm run: {source.name}", "",
+        f"- input: `{source}` ({info.duration_s:.2f} s, "
+        f"{'video + ' if info.has_video else ''}{'audio' if info.has_audio else 'no audio'})",
+        f"- music backend: {music}; variants: {len(bgm)}", "",
+        f"![timeline]({figure.name})", "", "## Emotion timeline", "", "```",
+        timeline_io.format_table(spans), "```", "", "## Stages", "",
+        "| stage | seconds | finished |", "| --- | --- | --- |",
+        *(f"| {name} | {r['seconds']} | {r['finished']} |" for name, r in stages.items()),
+    ]  # fmt: skip
+    with paths.atomic_output(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from videobgm import media, mix, paths, synth
+from videobgm.errors import InputError
+
+RATE = 44100
+CUES = [(0.8, 7.17), (8.37, 17.52), (18.72, 26.14), (27.34, 33.27), (34.47, 41.27)]
+
+
+def independent_true_peak_db(audio: np.ndarray) -> float:
+    """4x oversampled peak of the whole signal (not the module's block-wise shortcut)."""
+    return 20 * np.log10(np.max(np.abs(resample_poly(audio, 4, 1, axis=-1))))
+
+
+@pytest.fixture(scope="module")
+def voice():
+    return media.decode_audio(paths.samples() / "story.voice.flac", RATE)
+
+
+@pytest.fixture(scope="module")
+def music(voice):
+    return synth.render("anger", len(voice) / RATE, seed=1)[: len(voice)]
+
+
+@pytest.mark.parametrize("target", mix.COMMON_TARGETS_LUFS)
+def test_loudness_target_and_true_peak(voice, music, target):
+    result = mix.mix(voice, music, RATE, mix.MixParams(target_lufs=target))
+    assert result.mix.shape == (2, len(voice))
+    assert abs(mix.loudness(result.mix, RATE) - target) <= 0.5
+    assert independent_true_peak_db(result.mix) <= -1.0 + 0.05
+    assert result.true_peak_db <= -1.0
+
+
+def _rms_db(x):
+    return 10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20)
+
+
+def test_music_is_ducked_under_speech(voice, music):
+    result = mix.mix(voice, music, RATE, mix.MixParams(activity="transcript"), segments=CUES)
+    t = np.arange(len(voice)) / RATE
+    speaking = np.zeros(len(voice), bool)
+    clear_pause = np.ones(len(voice), bool)
+    for start, end in CUES:
+        speaking |= (t >= start + 0.2) & (t <= end - 0.2)
+        clear_pause &= (t < start - 0.1) | (t > end + 0.9)  # release has had time to finish
+    raw = result.music  # the music as it sounds in the mix
+    drop = _rms_db(raw[clear_pause]) - _rms_db(raw[speaking])
+    undone = _rms_db(music[clear_pause]) - _rms_db(music[speaking])  # the music's own swing
+    assert drop - undone >= 10.0
+
+
+def test_voice_activity_finds_the_words(voice):
+    active = mix.voice_activity(voice, RATE)
+    times = (np.arange(len(active)) + 0.5) * mix.FRAME_S
+    inside = np.zeros(len(active), bool)
+    for start, end in CUES:
+        inside |= (times >= start) & (times <= end)
+    assert active[inside].mean() > 0.8
+    assert active[~inside].mean() < 0.2
+
+
+def test_ducking_starts_before_the_first_word():
+    active = np.zeros(300, bool)
+    active[100:200] = True
+    params = mix.MixParams(attack_ms=50, release_ms=400)
+    gain = mix.duck_gain(active, params, 300 * 441, RATE)
+    assert gain[100 * 441] < 10 ** (-8 / 20)  # already 8 dB down when speech starts
+    assert gain[180 * 441] == pytest.approx(10 ** (-12 / 20), rel=0.05)
+    assert gain[0] == pytest.approx(1.0)
+    assert 0.2 < gain[230 * 441] < 0.9  # released gradually
+
+
+def test_silent_voice_gives_normalised_music(music):
+    silent = np.zeros_like(music)
+    result = mix.mix(silent, music, RATE)
+    assert np.all(np.isfinite(result.mix))
+    assert abs(result.loudness_lufs - (-14.0)) <= 0.5
+
+
+def test_all_silence_stays_silent():
+    quiet = np.zeros(RATE * 2, np.float32)
+    result = mix.mix(quiet, quiet, RATE)
+    assert np.all(result.mix == 0)
+
+
+def test_limiter_catches_intersample_peaks():
+    t = np.arange(RATE) / RATE
+    # A tone at fs/4 with a 45 degree phase: samples at 0.707, true peak 1.0 -> +3 dB overs.
+    tone = np.sin(2 * np.pi * RATE / 4 * t + np.pi / 4).astype(np.float32) * 1.3
+    gain = mix.limiter_gain(tone, RATE, -1.0)
+    assert independent_true_peak_db(tone * gain) <= -1.0 + 0.05
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"target_lufs": 3.0}, {"true_peak_db": 1.0}, {"duck_db": 6.0}, {"activity": "psychic"}],
+)
+def test_bad_parameters_are_one_clear_error(bad):
+    with pytest.raises(InputError):
+        mix.MixParams(**bad)
