@@ -118,3 +118,11 @@ def test_mux_failure_leaves_no_output(tmp_path, make_video):
     with pytest.raises(MediaError):
         media.mux(video, not_audio, tmp_path / "out.mp4")
     assert not any(p.name.startswith(("out", ".out")) for p in tmp_path.iterdir())
+
+
+def test_mono_downmix_is_the_channel_average(tmp_path):
+    left = np.full(4410, 0.9, np.float32)
+    right = np.full(4410, 0.3, np.float32)
+    wav = media.write_audio(tmp_path / "st.wav", np.stack([left, right]), 44100, subtype="FLOAT")
+    mono = media.decode_audio(wav)
+    np.testing.assert_allclose(mono, 0.6, atol=1e-6)  # not ffmpeg's -3 dB sum (0.85)

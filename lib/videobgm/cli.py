@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "videobgm.transcribe",
     "videobgm.emotion",
     "videobgm.synth",
+    "videobgm.spectrogram",
     "videobgm.compose",
     "videobgm.models",
 )

@@ -172,11 +172,14 @@ def _decode_cmd(path: Path, sample_rate: int, channels: int, start_s: float, dur
     ]
 
 
-def _audio_channels(path: Path, mono: bool) -> int:
+def _audio_channels(path: Path) -> int:
+    """Channels to decode: the file's own, at most two (ffmpeg downmixes surround to stereo).
+    Mono is averaged here rather than by ffmpeg, whose stereo->mono matrix adds the two
+    channels at -3 dB each (+3 dB for centred sound, which can exceed full scale)."""
     info = probe(path)
     if not info.has_audio:
         raise MediaError(path, "has no audio stream")
-    return 1 if mono else min(info.channels or 2, 2)
+    return min(info.channels or 2, 2)
 
 
 def iter_audio(
@@ -193,7 +196,7 @@ def iter_audio(
     stays bounded by one chunk whatever the file's length.
     """
     path = Path(path)
-    channels = _audio_channels(path, mono)
+    channels = _audio_channels(path)
     cmd = _decode_cmd(path, sample_rate, channels, start_s, duration_s)
     frame_bytes = 4 * channels
     chunk_bytes = max(1, int(chunk_s * sample_rate)) * frame_bytes
@@ -211,10 +214,10 @@ def iter_audio(
 
 
 def _to_array(buf: bytes | bytearray, channels: int, mono: bool) -> np.ndarray:
-    samples = np.frombuffer(buf, dtype="<f4")
+    samples = np.frombuffer(buf, dtype="<f4").reshape(-1, channels)
     if mono:
-        return samples
-    return samples.reshape(-1, channels).T
+        return samples[:, 0] if channels == 1 else samples.mean(axis=1, dtype=np.float32)
+    return samples.T
 
 
 def decode_audio(

@@ -237,7 +237,7 @@ class _Job:
     # -- stages ---------------------------------------------------------------------------
 
     def transcribe(self) -> str:
-        from videobgm.transcribe import save_transcript, transcript_for
+        from videobgm.transcribe import Transcript, save_transcript, transcript_for
 
         sidecar = _sidecar(self.settings.sidecar)
         captions = _captions_hash(self.source, sidecar)
@@ -246,10 +246,13 @@ class _Job:
         out = self.folder / "transcript.json"
 
         def work() -> None:
-            transcript = transcript_for(
-                self.source, self.profile, sidecar, device=self.device,
-                language=self.settings.language, progress=self.stages.progress,
-            )  # fmt: skip
+            if not self.info.has_audio:  # nothing is said: the timeline becomes one calm span
+                transcript = Transcript((), self.info.duration_s, None, "no audio stream")
+            else:
+                transcript = transcript_for(
+                    self.source, self.profile, sidecar, device=self.device,
+                    language=self.settings.language, progress=self.stages.progress,
+                )  # fmt: skip
             save_transcript(transcript, out)
 
         return self.stages.run("transcribe", key, [out], work)
@@ -477,6 +480,13 @@ MEDIA_SUFFIXES = {
 OUTPUT_FOLDER = "videobgm"  # default output folder inside a folder given to `videobgm run`
 
 
+def output_in(folder: Path, source: Path) -> Path:
+    """The default output name for ``source`` inside ``folder``: ``<stem>.videobgm.<ext>``
+    (``.wav`` when the source has no video stream)."""
+    suffix = source.suffix if media.probe(source).has_video else ".wav"
+    return Path(folder) / f"{source.stem}.videobgm{suffix}"
+
+
 def run_folder(
     folder: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, **params: Any
 ) -> tuple[list[Result], dict[Path, str]]:
@@ -494,9 +504,7 @@ def run_folder(
     for number, path in enumerate(files, start=1):
         print(f"videobgm: [{number}/{len(files)}] {path.name}", file=sys.stderr, flush=True)
         try:
-            info = media.probe(path)
-            suffix = path.suffix if info.has_video else ".wav"
-            results.append(run(path, out_dir / f"{path.stem}.videobgm{suffix}", **params))
+            results.append(run(path, output_in(out_dir, path), **params))
         except VideobgmError as exc:
             failures[path] = str(exc)
             print(f"videobgm: error: {exc}", file=sys.stderr, flush=True)

@@ -74,3 +74,57 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
     ]  # fmt: skip
     with paths.atomic_output(out) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def plot_result(result, title: str = ""):
+    """:func:`plot_run` of a finished run (first variant), from its files."""
+    from videobgm import media, timeline_io
+
+    spans = timeline_io.load_timeline(result.timeline["json"])
+    voice = media.decode_audio(result.voice, 22050)
+    music = media.decode_audio(result.bgm[0], 22050)[: len(voice)]
+    return plot_run(spans, voice, music, 22050, title or f"{result.input.name}: {result.music}")
+
+
+def clip_images(result, count: int = 6) -> list:
+    """The first ``count`` spectrogram images of the first variant's music: riffusion's own
+    clip images when the run made them, else the codec's images of successive 5.12 s windows."""
+    from PIL import Image
+
+    from videobgm import media, spectrogram
+
+    folder = result.bgm[0].with_name(f"{result.bgm[0].stem}.clips")
+    if folder.is_dir():
+        return [Image.open(p) for p in sorted(folder.glob("clip-*.png"))[:count]]
+    params = spectrogram.SpectrogramParams()
+    audio = media.decode_audio(result.bgm[0], params.sample_rate)
+    window = int(5.12 * params.sample_rate)
+    starts = range(0, max(len(audio) - window, 0) + 1, window)
+    return [spectrogram.image_from_audio(audio[s : s + window], params) for s in starts][:count]
+
+
+def plot_images(images, title: str = "spectrogram images of the music, clip by clip"):
+    """Images side by side (each 512 px = 5.12 s; low frequencies at the bottom)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(len(images), 1), figsize=(2.2 * max(len(images), 1), 2.6))
+    for k, (ax, image) in enumerate(zip(np.atleast_1d(axes), images, strict=False)):
+        ax.imshow(image)
+        ax.set_title(f"clip {k + 1}", fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def transcript_table(path):
+    """The transcript as a table (start, end, language, text)."""
+    import pandas as pd
+
+    from videobgm.transcribe import load_transcript
+
+    rows = [
+        {"start": s.start, "end": s.end, "language": s.language, "text": s.text}
+        for s in load_transcript(path)
+    ]
+    return pd.DataFrame(rows, columns=["start", "end", "language", "text"])

@@ -1,0 +1,138 @@
+"""Interactive pieces for notebook 04: audio players, and a small studio (ipywidgets) in which a
+user uploads a video, edits the emotion timeline, regenerates only what changed, and picks a
+variant. Papermill runs of the notebook skip the studio (``widgets=False``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from videobgm import media, paths, pipeline
+from videobgm.emotion import TIMELINE_LABELS
+
+PLAYER_RATE = 22050  # Hz; embedded players are downsampled mono, to keep notebooks small
+
+
+def audio_player(path: str | Path, seconds: float | None = None) -> Any:
+    """An ``IPython.display.Audio`` of a file, embedded at 22.05 kHz mono."""
+    from IPython.display import Audio
+
+    audio = media.decode_audio(path, PLAYER_RATE, duration_s=seconds)
+    return Audio(audio, rate=PLAYER_RATE, normalize=False)
+
+
+def video_player(path: str | Path, width: int = 480) -> Any:
+    """An embedded ``IPython.display.Video``."""
+    from IPython.display import Video
+
+    return Video(str(path), embed=True, width=width, mimetype="video/mp4")
+
+
+@dataclasses.dataclass
+class _Row:
+    start: Any
+    end: Any
+    emotion: Any
+
+
+class Studio:
+    """Upload, timeline editor, regenerate, variant picker; holds the latest run's result."""
+
+    def __init__(self, result: pipeline.Result, out_dir: str | Path, **params: Any):
+        import ipywidgets as w
+
+        self.result, self.out_dir, self.params = result, Path(out_dir), params
+        self.upload = w.FileUpload(accept="video/*,audio/*", multiple=False, description="video")
+        self.upload.observe(self._on_upload, names="value")
+        self.rows_box = w.VBox()
+        self.variant = w.Dropdown(description="variant")
+        self.variant.observe(lambda _: self._show_variant(), names="value")
+        self.regenerate = w.Button(description="regenerate music", button_style="primary")
+        self.regenerate.on_click(lambda _: self._regenerate())
+        self.log = w.Output()
+        self.player = w.Output()
+        self.widget = w.VBox([
+            w.HTML("<b>1. video</b> (upload another one, or keep the current)"), self.upload,
+            w.HTML("<b>2. emotion timeline</b>: change an emotion or a boundary"),
+            self.rows_box, self.regenerate,
+            w.HTML("<b>3. result</b>"), self.variant, self.player, self.log,
+        ])  # fmt: skip
+        self._load(result)
+
+    def _load(self, result: pipeline.Result) -> None:
+        import ipywidgets as w
+
+        self.result = result
+        narrow, wide = {"width": "150px"}, {"width": "170px"}
+        self.rows = [
+            _Row(
+                w.FloatText(value=span["start"], description="from", layout=wide),
+                w.FloatText(value=span["end"], description="to", layout=wide),
+                w.Dropdown(options=TIMELINE_LABELS, value=span["emotion"], layout=narrow),
+            )
+            for span in json.loads(result.timeline["json"].read_text())
+        ]
+        rows = self.rows
+        self.rows_box.children = [w.HBox([r.start, r.end, r.emotion]) for r in rows]
+        self.variant.options = [(f"variant {k + 1}", k) for k in range(len(result.outputs))]
+        self.variant.value = 0
+        self._show_variant()
+
+    def edited_timeline(self) -> list[dict]:
+        """The spans as the editor shows them (checked when the run reads them)."""
+        return [
+            {"start": r.start.value, "end": r.end.value, "emotion": r.emotion.value,
+             "confidence": 1.0}
+            for r in self.rows
+        ]  # fmt: skip
+
+    def _regenerate(self) -> None:
+        target = self.result.run_dir / "edited-timeline.json"
+        with paths.atomic_output(target) as tmp:
+            tmp.write_text(json.dumps(self.edited_timeline(), indent=1), encoding="utf-8")
+        self._rerun(self.result.input, timeline=str(target))
+
+    def _on_upload(self, change: dict) -> None:
+        files = change["new"]
+        if not files:
+            return
+        item = files[0]
+        folder = paths.ensure_dir(paths.interim() / "uploads")
+        target = folder / Path(item["name"]).name
+        with paths.atomic_output(target) as tmp:
+            tmp.write_bytes(bytes(item["content"]))
+        self._rerun(target, timeline=None)
+
+    def _rerun(self, video: Path, **changes: Any) -> None:
+        from videobgm.errors import VideobgmError
+
+        params = {**self.params, **changes}
+        self.log.clear_output()
+        with self.log:
+            try:
+                result = pipeline.run(video, pipeline.output_in(self.out_dir, video), **params)
+            except VideobgmError as exc:
+                print(f"error: {exc}")
+                return
+            print(", ".join(f"{stage}: {state}" for stage, state in result.stages.items()))
+        self._load(result)
+
+    def _show_variant(self) -> None:
+        from IPython.display import display
+
+        k = self.variant.value or 0
+        self.player.clear_output()
+        with self.player:
+            output = self.result.outputs[k]
+            if output.suffix.lower() in pipeline.AUDIO_OUTPUTS:
+                display(audio_player(output))
+            else:
+                display(video_player(output))
+
+
+def studio(result: pipeline.Result, out_dir: str | Path, **params: Any) -> Any:
+    """The interactive studio for a run (display the returned widget); new outputs go to
+    ``out_dir``, ``params`` are :func:`videobgm.pipeline.run`'s."""
+    return Studio(result, out_dir, **params).widget
