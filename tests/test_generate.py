@@ -179,3 +179,21 @@ def test_old_keys_convert_to_diffusers_keys():
         f"unet.{attn}.to_out.0.lora_A.weight",
         f"unet.{attn}.to_out.0.lora_B.weight",
     ]
+
+
+def test_seed_images_are_the_codecs_images_of_the_synth_clips_cached():
+    image = generate.seed_image("sadness", seed=1, variation=2)
+    assert image.size == (512, 512)
+    assert generate.seed_image("sadness", seed=1, variation=2) is image
+    assert generate.seed_image("joy", seed=1, variation=2) is not image
+
+
+@pytest.mark.requires_cuda
+def test_cuda_half_precision_batch(init_images):
+    riff = generate.load_riffusion("tiny", "cuda", lora_scale=1.0)
+    assert riff.dtype == torch.float16
+    requests = [ClipRequest(HAPPY, SAD, init_images[0], a, init_images[1]) for a in (0, 0.5, 1)]
+    images = riff.generate(requests, steps=4, batch_size=3, progress=False)
+    arrays = [pixels(im) for im in images]
+    assert all(a.shape == (512, 512, 3) and a.std() > 1 for a in arrays)
+    assert np.array_equal(arrays[0], pixels(riff.generate(requests[:1], steps=4, batch_size=3)[0]))
