@@ -211,6 +211,7 @@ def _riffusion_settings(profile, steps, batch_size, lora_scale, device, music) -
         "steps": int(steps or generate.DEFAULT_STEPS),
         "batch_size": int(batch_size),
         "scheduler": "DPMSolverMultistepScheduler",
+        "device": device,  # for the record: other devices give other rounding
     }
 
 

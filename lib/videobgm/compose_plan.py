@@ -103,7 +103,10 @@ class Plan:
         return self.samples / self.sample_rate
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data; clips also carry ``start_s`` (seconds) for the reader."""
         data = dataclasses.asdict(self)
+        for clip in data["clips"]:
+            clip["start_s"] = round(clip["start_sample"] / self.sample_rate, 6)
         return {"format": PLAN_FORMAT, "duration_s": self.duration_s, **data}
 
     @classmethod
@@ -113,7 +116,9 @@ class Plan:
         data = {k: v for k, v in data.items() if k not in ("format", "duration_s")}
         try:
             data["keyframes"] = tuple(Keyframe(**k) for k in data["keyframes"])
-            data["clips"] = tuple(PlannedClip(**c) for c in data["clips"])
+            data["clips"] = tuple(
+                PlannedClip(**{k: v for k, v in c.items() if k != "start_s"}) for c in data["clips"]
+            )
             data["timeline"] = tuple(TimelineSpan(**s) for s in data["timeline"])
             return cls(**data)
         except (KeyError, TypeError) as exc:
