@@ -28,7 +28,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from videobgm import compose_plan, synth
 from videobgm import synth_instruments as ins
 from videobgm.compose_plan import SILENCE, Keyframe, Plan, PlannedClip, make_plan
 from videobgm.errors import InputError
+
+if TYPE_CHECKING:
+    from videobgm.models import ModelProfile
 
 BACKENDS = ("riffusion", "procedural")
 TRANSITION_S = 1.0  # s; the crossfade inside a transition clip (procedural, or to silence)
@@ -62,7 +65,7 @@ def compose(
     variants: int = 1,
     seed: int = 0,
     neutral: str = "music",
-    profile: str = "auto",
+    profile: str | ModelProfile = "auto",
     steps: int | None = None,
     batch_size: int | None = None,
     lora_scale: float = 1.0,
