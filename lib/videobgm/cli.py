@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "videobgm.transcribe",
     "videobgm.emotion",
     "videobgm.synth",
+    "videobgm.spectrogram",
+    "videobgm.compose",
     "videobgm.train",
     "videobgm.models",
 )
