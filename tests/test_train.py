@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 from videobgm import cli, models, paths, train
@@ -86,6 +87,11 @@ def test_thirty_steps_write_the_lora_log_checkpoints_and_validation(trained):
     for folder in result.validation_dirs:
         pngs = sorted(folder.glob("*.png"))
         assert [p.name for p in pngs] == ["00-happy.png", "01-sad.png"]
+        for png in pngs:
+            # 64 px images scaled back to 512 mel bands: 512 columns of 10 ms, normalised
+            audio, rate = soundfile.read(png.with_suffix(".wav"), dtype="float32")
+            assert rate == 44100 and audio.shape == (512 * 441,)
+            assert 0.9 < np.abs(audio).max() <= 1.0
     assert [p.name for p in result.checkpoints] == ["step-000020", "step-000030"]  # limit 2
     # The LoRA: rank x (in + out) per adapted projection, a tiny share of the UNet.
     assert 0 < result.trainable_parameters < 0.02 * result.total_parameters

@@ -19,15 +19,15 @@ from videobgm.train.config import CONFIG_FILE, LOG_FILE, LORA_FILE, TrainConfig,
 from videobgm.train.data import (
     MOODS,
     check_imagefolder,
-    clips_by_mood,
     load_rows,
     make_toy_dataset,
+    spectrogram_audio,
 )
 from videobgm.train.loop import load_log, train_lora
 from videobgm.train.model import check_resolution, evaluate_loss, save_lora
 
 __all__ = [
     "CONFIG_FILE", "LOG_FILE", "LORA_FILE", "MOODS", "TrainConfig", "TrainResult", "add_cli",
-    "check_imagefolder", "check_resolution", "clips_by_mood", "evaluate_loss", "load_log",
-    "load_rows", "main", "make_toy_dataset", "save_lora", "train_lora",
+    "check_imagefolder", "check_resolution", "evaluate_loss", "load_log", "load_rows", "main",
+    "make_toy_dataset", "save_lora", "spectrogram_audio", "train_lora",
 ]  # fmt: skip

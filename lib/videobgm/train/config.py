@@ -24,7 +24,7 @@ RESUMABLE_CHANGES = frozenset(
     {
         "output_dir", "resume_from", "checkpoint_interval", "checkpoint_limit", "profile",
         "validation_prompts", "validation_interval", "validation_inference_steps",
-        "validation_guidance", "dataloader_workers", "dataset",
+        "validation_guidance", "validation_audio", "dataloader_workers", "dataset",
     }
 )  # fmt: skip
 
@@ -69,6 +69,7 @@ class TrainConfig:
     validation_interval: int | None = _opt(500, "render validation every N steps")
     validation_inference_steps: int = _opt(25, "denoising steps per validation image")
     validation_guidance: float = _opt(7.0, "classifier-free guidance of validation images")
+    validation_audio: bool = _opt(True, "also decode each validation image to a WAV")
     checkpoint_interval: int | None = _opt(500, "save a resumable checkpoint every N steps")
     checkpoint_limit: int | None = _opt(3, "keep only the newest N checkpoints")
     resume_from: str | None = _opt(None, "'latest' or a checkpoint directory")

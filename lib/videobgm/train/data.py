@@ -175,22 +175,27 @@ class EpochSampler:
         return iter([(self.epoch, int(i)) for i in order])
 
 
-def clips_by_mood(directory: str | Path, resolution_px: int) -> dict[str, Any]:
-    """The first clip of each mood in an imagefolder dataset, centre-cropped to a square RGB
-    image of ``resolution_px`` (seed images for img2img, as the original project used)."""
+def spectrogram_audio(images: list[Any], postfilter: str = "normalize") -> tuple[list, int]:
+    """Audio of spectrogram images through the codec (:mod:`videobgm.spectrogram`) and its
+    sample rate. Images less than 512 px high (low-resolution training runs) are first scaled
+    to riffusion's 512 mel bands, both axes alike, which undoes the training crop's scaling
+    (a column is 10 ms again). ``postfilter="normalize"`` (peak at -0.1 dBFS) because an
+    image without EXIF has no recorded loudness and raw decodes can exceed full scale."""
     from PIL import Image
 
-    train = Path(directory) / "train"
-    found: dict[str, Any] = {}
-    for line in (train / "metadata.jsonl").read_text().splitlines():
-        row = json.loads(line) if line.strip() else {}
-        mood = row.get("mood") or row.get("text", "").split(",")[0].strip()
-        if row and mood not in found:
-            pixels = crop_clip(Image.open(train / row["file_name"]), resolution_px)
-            found[mood] = Image.fromarray(
-                np.round((pixels.transpose(1, 2, 0) + 1.0) * 127.5).astype(np.uint8)
-            )
-    return found
+    from videobgm import spectrogram
+
+    params = spectrogram.SpectrogramParams()
+    bands = params.num_frequencies
+    ready = [
+        image.convert("RGB").resize(
+            (round(image.width * bands / image.height), bands), Image.Resampling.BILINEAR
+        )
+        if image.height != bands
+        else image.convert("RGB")
+        for image in images
+    ]
+    return spectrogram.audio_from_images(ready, params, postfilter=postfilter), params.sample_rate
 
 
 # --------------------------------------------------------------------------- toy data

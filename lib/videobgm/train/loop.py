@@ -36,14 +36,14 @@ from videobgm.train.config import (
     TrainConfig,
     TrainResult,
 )
-from videobgm.train.data import SpectrogramClips, load_rows
+from videobgm.train.data import SpectrogramClips, load_rows, spectrogram_audio
 
 
 def train_lora(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainResult:
     """Train a LoRA on ``config.dataset`` and write it to ``config.output_dir``.
 
     Writes ``pytorch_lora_weights.safetensors`` (diffusers format), ``train_log.csv`` (step,
-    loss, lr, time_s), ``validation/step-NNNNNN/*.png`` (before training, every
+    loss, lr, time_s), ``validation/step-NNNNNN/*.png`` and ``*.wav`` (before training, every
     ``validation_interval`` steps, at the end), ``checkpoints/step-NNNNNN/`` and
     ``train_config.json`` (the config, its model reference resolved). Without
     ``resume_from``, a previous run's outputs in that folder are replaced. ``stop_after_steps``
@@ -130,11 +130,15 @@ def find_checkpoint(config: TrainConfig) -> Path | None:
 
 
 def render_validation(pipe: Any, config: TrainConfig, directory: Path) -> list[Path]:
-    """One spectrogram per validation prompt (seed ``config.seed + i`` for prompt ``i``)."""
+    """One spectrogram per validation prompt (seed ``config.seed + i`` for prompt ``i``) as
+    ``NN-prompt.png``, and its audio as ``NN-prompt.wav`` when ``config.validation_audio``.
+    Returns the images' paths."""
     import torch
 
+    from videobgm import media
+
     paths.ensure_dir(directory)
-    written = []
+    written, images = [], []
     for i, prompt in enumerate(config.validation_prompts):
         image = pipe(
             prompt,
@@ -149,6 +153,11 @@ def render_validation(pipe: Any, config: TrainConfig, directory: Path) -> list[P
         with paths.atomic_output(target) as tmp:
             image.save(tmp)
         written.append(target)
+        images.append(image)
+    if config.validation_audio and images:
+        clips, rate = spectrogram_audio(images)
+        for target, audio in zip(written, clips, strict=True):
+            media.write_audio(target.with_suffix(".wav"), audio, rate)
     return written
 
 
