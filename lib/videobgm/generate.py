@@ -206,10 +206,16 @@ def load_lora(pipe: Any, ref: str | os.PathLike[str], scale: float = 1.0) -> int
     none are (a file whose keys match no layer), instead of going on without the LoRA.
     """
     state = read_lora(ref)
+    path = _lora_file(str(ref))
+    # A new-format file is loaded by path so diffusers reads its metadata (the LoRA alpha);
+    # an old-format one only exists converted, in memory (its alpha was always the rank).
+    by_path = path.suffix == ".safetensors" and path.name == NEW_LORA_FILE
+    source = (str(path.parent),) if by_path else (state,)
     if LORA_ADAPTER in pipe.get_list_adapters().get("unet", []):
         pipe.delete_adapters(LORA_ADAPTER)
     try:
-        pipe.load_lora_weights(state, adapter_name=LORA_ADAPTER)
+        kwargs = {"weight_name": path.name} if by_path else {}
+        pipe.load_lora_weights(*source, adapter_name=LORA_ADAPTER, **kwargs)
     except (ValueError, RuntimeError, KeyError) as exc:  # peft: no module matches, bad shapes
         raise LoraError(f"{ref}: the LoRA does not fit this model ({exc})") from exc
     layers = active_lora_layers(pipe)
