@@ -128,7 +128,13 @@ def resolve_profile(name: str | ModelProfile = "auto") -> ModelProfile:
     return profile
 
 
+_ANNOUNCED: set[tuple[str, ...]] = set()  # one banner per process for each substitution
+
+
 def _announce(profile: ModelProfile) -> None:
+    if profile.substituted in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(profile.substituted)
     line = "=" * 78
     print(
         f"{line}\n"
