@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 # Tests never touch the model hub; the library builds its tiny models locally.
-TEST_ENV := VIDEOBGM_PROFILE=tiny HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
+TEST_ENV := VIDEOBGM_PROFILE=tiny HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_WAIT_POLICY=PASSIVE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test lint format demo reports bench sample clean

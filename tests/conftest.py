@@ -11,6 +11,8 @@ os.environ["VIDEOBGM_PROFILE"] = "tiny"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# libgomp busy-waits by default; on shared cores that costs a time slice per small operation.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from videobgm import media, paths  # noqa: E402
 

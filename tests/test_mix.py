@@ -102,3 +102,16 @@ def test_limiter_catches_intersample_peaks():
 def test_bad_parameters_are_one_clear_error(bad):
     with pytest.raises(InputError):
         mix.MixParams(**bad)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 3.3, 20.0])
+def test_loudness_agrees_with_pyloudnorm(voice, music, seconds):
+    import pyloudnorm
+
+    n = int(seconds * RATE)
+    for audio in (voice[:n], music[:n] * 0.1, np.stack([voice[:n], music[:n]])):
+        reference = pyloudnorm.Meter(RATE).integrated_loudness(audio.T.astype(np.float64))
+        assert mix.loudness(audio, RATE) == pytest.approx(reference, abs=0.01)
+    dual = mix.loudness(voice[:n], RATE, copies=2)
+    stereo = pyloudnorm.Meter(RATE).integrated_loudness(np.stack([voice[:n]] * 2).T.astype(float))
+    assert dual == pytest.approx(stereo, abs=0.01)

@@ -171,7 +171,7 @@ def test_cli_folder_with_one_corrupt_file(tmp_path, capsys):
     _video(folder / "a.mp4", 2.0, tone(2.0))
     _text(folder / "b.mp4")
     (folder / "a.src.wav").unlink()
-    status = cli.main(["run", str(folder), "-q", "--profile", "tiny"])
+    status = cli.main(["run", str(folder), "-q", "--profile", "tiny", "--run-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert status == 1
     assert "1 done, 1 failed" in out and "b.mp4" in out

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from videobgm import cli, media, paths
@@ -270,3 +271,13 @@ def test_cli_help_lists_the_actions(capsys):
         cli.main(["spectrogram", "--help"])
     text = capsys.readouterr().out
     assert "to-image" in text and "to-audio" in text
+
+
+def test_resampler_keeps_a_band_limited_signal():
+    def sine(rate: int, samples: int) -> np.ndarray:  # 9 kHz: near the image's top band
+        return np.sin(2 * np.pi * 9000 * np.arange(samples) / rate).astype(np.float32)
+
+    # From Griffin-Lim's rate for the defaults (25.2 kHz) to 44.1 kHz: a ratio of 7 / 4.
+    up = dsp.resample(torch.from_numpy(sine(25200, 2520)[None]), 4, 7)[0].numpy()
+    assert up.shape == (4410,)
+    assert np.abs(up[500:-500] - sine(44100, 4410)[500:-500]).max() < 1e-3

@@ -224,6 +224,79 @@ def _bench_encode(clips: int, repeats: int) -> dict:
     )
 
 
+# --------------------------------------------------------------------------- compose
+
+
+def _timeline(seconds: float, seed: int = 0) -> list[dict]:
+    """Spans of 3-40 s with random emotions (all 7 labels) covering ``seconds``."""
+    from videobgm.models import EMOTION_LABELS
+
+    rng = np.random.default_rng(seed)
+    spans, start = [], 0.0
+    while start < seconds:
+        end = min(start + float(rng.uniform(3, 40)), seconds)
+        spans.append({"start": start, "end": end, "emotion": str(rng.choice(EMOTION_LABELS))})
+        start = end
+    return spans
+
+
+def bench_compose(
+    repeats: int = 5, device: str | None = None, minutes: float = 10.0, steps: int = 20
+) -> list[dict]:
+    """Composition (issue 5): a ``minutes`` long timeline with the procedural backend against
+    the bar, beside ``synth.render`` of as much music of one style (no plan, no stitching), and
+    the riffusion backend's time per clip with the tiny model (for the record: a random tiny
+    UNet says nothing of the full-size model's speed)."""
+    from videobgm import compose, synth
+
+    seconds = 60.0 * minutes
+    timeline = _timeline(seconds)
+
+    def procedural():
+        compose.compose(timeline, seconds, progress=False)
+
+    procedural()  # warm-up: the synthesiser's note and clip caches
+    times = [median_time(procedural, 1, 0) for _ in range(max(1, repeats))]
+    t_ours = statistics.median(times)
+    t_base = median_time(lambda: synth.render("joy", seconds), max(1, repeats // 2))
+    rows = [
+        row(
+            f"procedural compose, {minutes:g}-minute timeline ({len(timeline)} spans)",
+            "s",
+            t_ours,
+            t_base,
+            bar="< 30 s on 2 CPU cores",
+            meets_bar=t_ours < 30,
+            note=f"spread {min(times):.2f}-{max(times):.2f} s; baseline: synth.render of one "
+            "style for as long",
+        )
+    ]
+    short = _timeline(14.0, seed=1)  # three clips
+    result = []
+
+    def riffusion():
+        result[:] = compose.compose(
+            short, 14.0, music="riffusion", profile="tiny", steps=steps, device=device,
+            progress=False,
+        )  # fmt: skip
+
+    t_riff = median_time(riffusion, max(1, repeats // 2))
+    clips = len(result[0].plan.clips)
+    rows.append(
+        row(
+            f"riffusion compose (tiny model, {steps} steps), per clip",
+            "s/clip",
+            t_riff / clips,
+            None,
+            note=f"{clips} clips incl. decoding, on {device or 'the default device'}; "
+            "full-size timing belongs to the GPU benchmark",
+        )
+    )
+    for r in rows:
+        r["section"] = "compose"
+    return rows
+
+
 # --------------------------------------------------------------------------- dataset
 
 
@@ -349,7 +422,11 @@ def bench_dataset(
     return rows
 
 
-SECTIONS: dict[str, Callable[..., list[dict]]] = {"codec": bench_codec, "dataset": bench_dataset}
+SECTIONS: dict[str, Callable[..., list[dict]]] = {
+    "codec": bench_codec,
+    "compose": bench_compose,
+    "dataset": bench_dataset,
+}
 
 
 # --------------------------------------------------------------------------- report

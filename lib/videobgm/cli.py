@@ -22,7 +22,9 @@ COMMAND_MODULES = (
     "videobgm.emotion",
     "videobgm.synth",
     "videobgm.spectrogram",
+    "videobgm.compose",
     "videobgm.dataset",
+    "videobgm.train",
     "videobgm.models",
 )
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,20 +115,63 @@ def duck_gain(active: np.ndarray, params: MixParams, n_samples: int, sample_rate
 
 
 def loudness(audio: np.ndarray, sample_rate: int, copies: int = 1) -> float:
-    """Integrated loudness in LUFS (BS.1770, pyloudnorm); -inf for silence.
+    """Integrated loudness in LUFS (ITU-R BS.1770-4); -inf for silence.
 
-    ``copies``: the number of identical channels the mono ``audio`` will be played on
-    (BS.1770 sums channel powers, so dual mono measures 10 log10(2) = 3.01 LU louder): measured
-    once instead of twice.
+    pyloudnorm's K-weighting filters and gating, applied faster: the two biquads run as one
+    float32 ``sosfilt`` and the 400 ms blocks come from a cumulative sum instead of a Python
+    loop (about 4x faster on a 10-minute mix; a test checks it against
+    ``pyloudnorm.Meter.integrated_loudness`` to 0.01 LU). ``copies``: the number of identical
+    channels the mono ``audio`` will be played on (BS.1770 sums channel powers, so dual mono
+    measures 10 log10(2) = 3.01 LU louder): measured once instead of twice.
     """
+    channels = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    block = int(round(0.4 * sample_rate))  # one gating block
+    if channels.shape[1] < block:
+        channels = np.pad(channels, ((0, 0), (0, block - channels.shape[1])))
+    weighted = _k_weighting(channels, sample_rate)
+    total = np.zeros(_n_blocks(weighted.shape[1], sample_rate))
+    for channel in weighted:
+        total += _block_power(channel, sample_rate)
+    total *= copies
+    gated = total[-0.691 + 10 * np.log10(total + 1e-30) > -70.0]  # absolute gate
+    if gated.size == 0:
+        return float("-inf")
+    relative = -0.691 + 10 * np.log10(gated.mean()) - 10.0
+    kept = gated[-0.691 + 10 * np.log10(gated) > relative]
+    return float(-0.691 + 10 * np.log10(kept.mean()))
+
+
+@functools.lru_cache(maxsize=4)
+def _k_sos(sample_rate: int) -> np.ndarray:
     import pyloudnorm
 
-    data = audio.T if audio.ndim == 2 else audio
-    block = int(0.4 * sample_rate)  # one gating block
-    if len(data) < block:
-        data = np.concatenate([data, np.zeros((block - len(data),) + data.shape[1:], data.dtype)])
-    value = pyloudnorm.Meter(sample_rate).integrated_loudness(data.astype(np.float64))
-    return float(value + 10 * np.log10(copies))
+    stages = pyloudnorm.Meter(sample_rate)._filters.values()  # high shelf, then high pass
+    sos = [np.concatenate([f.b * f.passband_gain, f.a]) for f in stages]
+    return np.asarray(sos, dtype=np.float32)
+
+
+def _k_weighting(channels: np.ndarray, sample_rate: int) -> np.ndarray:
+    from scipy.signal import sosfilt
+
+    return sosfilt(_k_sos(sample_rate), channels, axis=-1)
+
+
+def _n_blocks(n_samples: int, sample_rate: int) -> int:
+    seconds = n_samples / sample_rate
+    return int(np.round((seconds - 0.4) / 0.1)) + 1  # 400 ms blocks every 100 ms
+
+
+def _block_power(weighted: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mean square of every 400 ms gating block (pyloudnorm's boundaries), as sums of four
+    100 ms sub-blocks."""
+    n_blocks = _n_blocks(len(weighted), sample_rate)
+    edges = (0.1 * np.arange(n_blocks + 4) * sample_rate).astype(np.int64)
+    edges = np.minimum(edges, len(weighted))
+    squares = np.square(weighted, dtype=np.float32)
+    sub = np.add.reduceat(squares, edges[:-1]).astype(np.float64)
+    sub[edges[:-1] == edges[1:]] = 0.0  # reduceat returns the element itself for empty ranges
+    blocks = sub[:n_blocks] + sub[1 : n_blocks + 1] + sub[2 : n_blocks + 2] + sub[3 : n_blocks + 3]
+    return blocks / (0.4 * sample_rate)
 
 
 def true_peak(audio: np.ndarray, floor_db: float = -9.0) -> float:
@@ -140,26 +184,48 @@ def true_peak(audio: np.ndarray, floor_db: float = -9.0) -> float:
     return float(20 * np.log10(np.max(peaks) + 1e-12))
 
 
-_PEAK_BLOCK = 4096  # samples oversampled together around loud samples
-_PEAK_CONTEXT = 64  # samples of context either side (longer than the interpolation filter)
+_PEAK_BLOCK = 256  # samples oversampled together around loud samples
+_PEAK_CONTEXT = 16  # samples of context either side (half the interpolation filter is 10)
+_INTERPOLATOR_TAPS = 81  # the 4x interpolation filter (scipy's resample_poly design)
 
 
 def _oversampled_peaks(audio: np.ndarray, floor: float) -> np.ndarray:
     """Per sample, the largest absolute value of the 4x oversampled signal around it, computed
     where the sample peak exceeds ``floor`` (elsewhere the sample value itself)."""
-    from scipy.signal import resample_poly
-
     channels = audio if audio.ndim == 2 else audio[None]
     peaks = np.max(np.abs(channels), axis=0)
-    n = len(peaks)
-    loud_blocks = np.unique(np.flatnonzero(peaks > floor) // _PEAK_BLOCK)
-    for block in loud_blocks:
-        start, stop = block * _PEAK_BLOCK, min((block + 1) * _PEAK_BLOCK, n)
-        lo, hi = max(start - _PEAK_CONTEXT, 0), min(stop + _PEAK_CONTEXT, n)
-        up = np.abs(resample_poly(channels[:, lo:hi], OVERSAMPLE, 1, axis=-1)).max(axis=0)
-        up = up.reshape(hi - lo, OVERSAMPLE).max(axis=1)[start - lo : stop - lo]
-        peaks[start:stop] = np.maximum(peaks[start:stop], up)
+    loud = np.unique(np.flatnonzero(peaks > floor) // _PEAK_BLOCK)
+    for group in np.array_split(loud, max(1, -(-len(loud) // 4096))):  # bounded memory
+        if len(group):
+            _oversample_blocks(channels, peaks, group)
     return peaks
+
+
+@functools.lru_cache(maxsize=1)
+def _interpolator() -> np.ndarray:
+    """The 4x interpolation low-pass (Kaiser-windowed sinc, as resample_poly designs it), in
+    float32 so that upfirdn runs in float32."""
+    from scipy.signal import firwin
+
+    taps = firwin(_INTERPOLATOR_TAPS, 1.0 / OVERSAMPLE, window=("kaiser", 5.0))
+    return (taps * OVERSAMPLE).astype(np.float32)
+
+
+def _oversample_blocks(channels: np.ndarray, peaks: np.ndarray, blocks: np.ndarray) -> None:
+    """Raise ``peaks`` to the 4x oversampled peaks inside ``blocks`` (one filtering call)."""
+    from scipy.signal import upfirdn
+
+    n, width = len(peaks), _PEAK_BLOCK + 2 * _PEAK_CONTEXT
+    padded = np.pad(channels, ((0, 0), (_PEAK_CONTEXT, _PEAK_BLOCK + _PEAK_CONTEXT)))
+    starts = blocks * _PEAK_BLOCK  # in the padded signal these are the context starts
+    windows = padded[:, starts[:, None] + np.arange(width)].astype(np.float32)
+    delay = (_INTERPOLATOR_TAPS - 1) // 2  # the filter's group delay, in oversampled samples
+    up = upfirdn(_interpolator(), windows, OVERSAMPLE, axis=-1)[..., delay : delay + width * 4]
+    up = np.abs(up).max(axis=0).reshape(len(blocks), width, OVERSAMPLE).max(axis=2)
+    inner = up[:, _PEAK_CONTEXT : _PEAK_CONTEXT + _PEAK_BLOCK]  # (blocks, _PEAK_BLOCK)
+    index = starts[:, None] + np.arange(_PEAK_BLOCK)
+    valid = index < n
+    peaks[index[valid]] = np.maximum(peaks[index[valid]], inner[valid])
 
 
 def limiter_gain(
@@ -190,7 +256,7 @@ def normalise(
     :func:`loudness`."""
     gain = np.ones(audio.shape[-1], dtype=np.float32)
     current = loudness(audio, sample_rate, copies)
-    for _ in range(4):
+    for _ in range(3):
         if not np.isfinite(current):
             break
         gain *= np.float32(10 ** ((target_lufs - current) / 20))

@@ -268,6 +268,12 @@ class _Job:
         key = _key("timeline", transcript_key, self.profile.emotion, params, edited_hash)
 
         def work() -> None:
+            if edited is not None and not self.settings.timeline:
+                print(
+                    f"videobgm: the emotion classifier is an offline stand-in, so the intended "
+                    f"timeline {edited.name} beside the video is used",
+                    file=sys.stderr,
+                )
             spans, scores = self._spans(edited)
             for out in outs[:-1]:
                 timeline_io.save_timeline(spans, out)
@@ -283,11 +289,6 @@ class _Job:
             return Path(self.settings.timeline)
         beside = self.source.with_name(f"{self.source.stem}.timeline.json")
         if self.profile.emotion.startswith("tiny:") and beside.exists():
-            print(
-                f"videobgm: the emotion classifier is an offline stand-in, so the intended "
-                f"timeline {beside.name} beside the video is used",
-                file=sys.stderr,
-            )
             return beside
         return None
 
@@ -488,11 +489,15 @@ def output_in(folder: Path, source: Path) -> Path:
 
 
 def run_folder(
-    folder: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, **params: Any
+    folder: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+    **params: Any,
 ) -> tuple[list[Result], dict[Path, str]]:
     """:func:`run` on every media file in ``folder`` (not recursive); one failure is reported
-    and the rest are still done. Outputs go to ``out_dir`` (default ``folder/videobgm/``).
-    Returns the results and ``{file: error sentence}`` for the failures."""
+    and the rest are still done. Outputs go to ``out_dir`` (default ``folder/videobgm/``), run
+    folders inside ``runs_dir`` (default ``runs/``). Returns the results and
+    ``{file: error sentence}`` for the failures."""
     from videobgm.errors import VideobgmError
 
     folder = Path(folder)
@@ -504,7 +509,8 @@ def run_folder(
     for number, path in enumerate(files, start=1):
         print(f"videobgm: [{number}/{len(files)}] {path.name}", file=sys.stderr, flush=True)
         try:
-            results.append(run(path, output_in(out_dir, path), **params))
+            run_dir = Path(runs_dir) / path.stem if runs_dir else None
+            results.append(run(path, output_in(out_dir, path), run_dir, **params))
         except VideobgmError as exc:
             failures[path] = str(exc)
             print(f"videobgm: error: {exc}", file=sys.stderr, flush=True)
@@ -542,7 +548,7 @@ def add_cli(subparsers) -> None:
         help="transcribe even when captions lie beside the video")  # fmt: skip
     add("--steps", type=int, help="riffusion denoising steps")
     add("--device", help="cpu | cuda (default: CUDA when visible)")
-    add("--run-dir", help="run folder (default runs/<name>-<hash>/)")
+    add("--run-dir", help="run folder (default runs/<name>-<hash>/; for a folder: their parent)")
     add("-q", "--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(func=_cli_run)
 
@@ -552,7 +558,9 @@ def _cli_run(args) -> int:
     params = {k: v for k, v in vars(args).items() if k in fields}
     target = Path(args.input)
     if target.is_dir():
-        results, failures = run_folder(target, args.output, progress=not args.quiet, **params)
+        results, failures = run_folder(
+            target, args.output, args.run_dir, progress=not args.quiet, **params
+        )
         print(f"\n{len(results)} done, {len(failures)} failed")
         for result in results:
             print(f"  ok    {result.input.name} -> {result.outputs[0]}")

@@ -395,11 +395,12 @@ def audio_from_image(
 
 
 def audio_from_images(
-    images: Sequence[Image.Image], params: SpectrogramParams | None = None, *,
-    iterations: int = DEFAULT_ITERATIONS, postfilter: str = "none", device=None,
+    images: Sequence[Image.Image], params: SpectrogramParams | None = None, device=None, *,
+    iterations: int = DEFAULT_ITERATIONS, postfilter: str = "none",
 ) -> list[np.ndarray]:  # fmt: skip
-    """Decode many images: those sharing parameters and width go through one batched
-    Griffin-Lim pass (all clips and channels at once), on ``device``. Same order as ``images``."""
+    """Decode many images, in order: those sharing parameters and width are stacked and go
+    through :func:`audio_from_mel` together (one batched pass over every clip and channel on a
+    GPU, row by row on a CPU). Options as :func:`audio_from_image`."""
     iterations = _check_iterations(iterations)
     postfilter_fn = dsp.POSTFILTERS.get(postfilter)
     if postfilter_fn is None:
