@@ -175,6 +175,14 @@ def test_load_dataset_gives_image_text_and_source_columns(curated):
     assert len(again) == curated.clips and again.column_names == rows.column_names
 
 
+def test_the_training_stage_reads_it(curated):
+    from videobgm.train.data import check_imagefolder, load_rows
+
+    assert check_imagefolder(curated.out) == curated.clips
+    rows = load_rows(str(curated.out), 512)
+    assert len(rows) == curated.clips and rows.column_names == ["image", "text"]
+
+
 def test_same_seed_same_bytes_with_one_or_two_workers(curated, curated_one_worker):
     two, one = tree(curated.out), tree(curated_one_worker.out)
     assert two.keys() == one.keys()
