@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from videobgm import __version__, paths
+from videobgm.dataset_clips import FORMAT, read_record
 from videobgm.errors import InputError
 
 OUTPUTS = ("README.md", "manifest.json", "failures.jsonl", "train/metadata.jsonl")
@@ -27,8 +28,6 @@ TOKEN_ENV = "HF_TOKEN"  # the only place push_to_hub takes a token from
 def finish(out: Path, catalogue, selection, jobs, params) -> dict:
     """Write the metadata, failure log, manifest and card of ``out``; return the summary
     (the manifest's content). Raises InputError when no clip was made."""
-    from videobgm.dataset_clips import read_record
-
     train = paths.ensure_dir(out / "train")
     tracks = Counter()
     clips, per_mood, failures, short, listed = Counter(), Counter(), [], [], set()
@@ -81,7 +80,7 @@ def _summary(out, catalogue, params, tracks, per_mood, clips, short, selected) -
     spec = dataclasses.asdict(params)
     spec["moods"] = list(params.moods)
     return {
-        "format": "videobgm-spectrogram-dataset/1",
+        "format": FORMAT,
         "videobgm": __version__,
         "source": {
             "name": catalogue.source,

@@ -29,8 +29,11 @@ from videobgm.spectrogram import SpectrogramParams
 if TYPE_CHECKING:
     from videobgm.dataset import CurateParams, Selected
 
-FORMAT = "videobgm-spectrogram-dataset/1"  # changes when the same inputs would give other files
+FORMAT = "videobgm-spectrogram-dataset/2"  # changes when the same inputs would give other files
 SHARDS = "shards"  # folder of the per-track records, beside train/
+# zlib level of the PNGs: measured on a 512 x 512 spectrogram, level 3 takes 19 ms and 205 KiB
+# against Pillow's default 6 at 62 ms and 216 KiB (and 9 at 234 ms, 185 KiB).
+PNG_COMPRESS_LEVEL = 3
 
 
 def to_rate(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -144,12 +147,18 @@ def is_done(job: TrackJob) -> bool:
     return bool(record) and record["key"] == job.key and record["status"] != "failed"
 
 
+def save_png(image, path: Path) -> Path:
+    """Write a spectrogram image as PNG with its EXIF, atomically."""
+    with paths.atomic_output(path) as tmp:
+        image.save(tmp, format="PNG", exif=image.getexif(), compress_level=PNG_COMPRESS_LEVEL)
+    return path
+
+
 def process_track(job: TrackJob) -> dict:
     """Fetch, decode, cut, render and write one track; write and return its shard record
     (``status`` ``ok``, ``short`` or ``failed`` with the ``error``)."""
     from videobgm import media
     from videobgm.dataset_fetch import fetch
-    from videobgm.spectrogram import save_image
 
     params = job.params
     rate = params.spectrogram.sample_rate
@@ -168,7 +177,7 @@ def process_track(job: TrackJob) -> dict:
         for k, start in enumerate(starts):
             name = f"{job.stem}-{k:0{digits}d}.png"
             window = audio[start : start + params.window_samples]
-            save_image(render_clip(window, params), Path(job.out) / "train" / name)
+            save_png(render_clip(window, params), Path(job.out) / "train" / name)
             row = {"file_name": name, "text": job.text, "mood": job.mood, "track_id": job.track_id}
             row |= {"start_s": round(start / rate, 6), "duration_s": params.duration_s}
             record["rows"].append(row)
