@@ -224,6 +224,8 @@ def test_refuses_a_folder_it_did_not_make(catalogue, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not made by"):
         dataset.curate(catalogue, tmp_path, PARAMS, workers=1, progress=False)
+    with pytest.raises(InputError, match="is a file"):
+        dataset.curate(catalogue, tmp_path / "notes.txt", PARAMS, workers=1, progress=False)
 
 
 # --------------------------------------------------------------------------- fetch, failures
@@ -317,12 +319,17 @@ def test_epidemic_shaped_parquet_folder(catalogue, tmp_path):
         {"id": ["e1", "e3"], "moods": [["Happy"], ["Sad"]], "metadataTags": [["x"], ["piano"]]}
         | {"url": [(audio / "syn-happy-00.flac").as_uri(), (audio / "syn-sad-00.flac").as_uri()]}
     ).to_parquet(folder / "Children%20%26%20Family.parquet")
+    pd.DataFrame(  # no id column: rows are named after the file; the same url is a duplicate
+        {"moods": [["sad"], ["fear"]], "metadataTags": [["piano"], ["drone"]]}
+        | {"url": [(audio / "syn-sad-00.flac").as_uri(), (audio / "syn-fear-00.flac").as_uri()]}
+    ).to_parquet(folder / "Drones.parquet")
     cat = read_catalogue(folder)
-    assert [t.track_id for t in cat.tracks] == ["e1", "e2", "e3"] and cat.duplicates == 1
+    assert [t.track_id for t in cat.tracks] == ["e1", "e2", "e3", "Drones-00001"]
+    assert cat.duplicates == 2
     assert cat.tracks[0].moods == ("happy", "quirky")
     assert cat.tracks[2].genres == ("Children & Family",)  # named after its genre file
     result = dataset.curate(folder, tmp_path / "ds", PARAMS, workers=1, progress=False)
-    assert result.selected == 2 and result.clips == 2 * CLIPS
+    assert result.selected == 3 and result.clips == 3 * CLIPS
     assert metadata(tmp_path / "ds")[0]["text"] == "happy, ukulele, success, progress, bold"
 
 

@@ -322,6 +322,8 @@ def prepare_folder(out: Path, overwrite: bool) -> None:
     from videobgm.dataset_card import OUTPUTS
 
     ours = out / SHARDS
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file, not a dataset folder")
     if out.is_dir() and any(out.iterdir()) and not ours.is_dir():
         raise InputError(
             f"{out} is not empty and was not made by `videobgm curate`; choose another folder"
@@ -379,14 +381,18 @@ def _records(jobs: Sequence[TrackJob], workers: int) -> Iterator[dict]:
     queue = iter(jobs)
     with ProcessPoolExecutor(min(workers, len(jobs)), context, _init_worker) as pool:
         pending = set()
-        while True:
-            while len(pending) < 2 * workers and (job := next(queue, None)) is not None:
-                pending.add(pool.submit(process_track, job))
-            if not pending:
-                return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+        try:
+            while True:
+                while len(pending) < 2 * workers and (job := next(queue, None)) is not None:
+                    pending.add(pool.submit(process_track, job))
+                if not pending:
+                    return
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        except BaseException:  # interrupted or a worker failed: queued tracks do not start
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def track_table(out: str | Path, selection: Sequence[Selected]):

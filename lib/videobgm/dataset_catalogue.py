@@ -14,7 +14,8 @@ to the table's folder, or a URL), ``moods`` and ``tags`` (lists, or strings sepa
   ``data/raw/synthetic/`` (a few tracks per dataset mood, one ``calm`` track outside them,
   tracks with two moods, and one track too short for a clip), for offline runs and tests.
 
-Track ids are unique: a track listed again (the same track in two genre files) is kept once.
+Tracks are unique: a row whose id or audio came earlier (the same track in two genre files) is
+dropped and counted.
 """
 
 from __future__ import annotations
@@ -104,13 +105,20 @@ def read_catalogue(source: str | Path = SYNTHETIC, *, hub_cache_dir: Path | None
             "nor a Hugging Face dataset id (owner/name)"
         )
     files = _tables(path)
-    tracks: dict[str, Track] = {}
+    tracks: list[Track] = []
+    ids: set[str] = set()
+    audio: set[str] = set()
     duplicates = 0
     for file in files:
         for track in _read_table(file, genre=len(files) > 1):
-            duplicates += track.track_id in tracks
-            tracks.setdefault(track.track_id, track)
-    return Catalogue(tuple(tracks.values()), text, tuple(str(f) for f in files), duplicates)
+            # A track listed again (e.g. in two genre files) has the same id or the same audio.
+            if track.track_id in ids or track.audio in audio:
+                duplicates += 1
+                continue
+            tracks.append(track)
+            ids.add(track.track_id)
+            audio.add(track.audio)
+    return Catalogue(tuple(tracks), text, tuple(str(f) for f in files), duplicates)
 
 
 def _tables(path: Path) -> list[Path]:
