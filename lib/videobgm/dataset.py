@@ -28,7 +28,6 @@ any number of workers. Memory holds one decoded track per worker, whatever the c
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import multiprocessing
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videobgm import paths
+from videobgm import models, paths
 from videobgm.dataset_catalogue import SYNTHETIC, Track, read_catalogue, synthetic_catalogue
 from videobgm.dataset_clips import (
     SHARDS,
@@ -345,19 +344,6 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core: threads would only contend
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """In-process runs use one torch thread, as workers do (same numbers, byte for byte)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_jobs(jobs: Sequence[TrackJob], workers: int, progress: bool = True) -> int:
     """Process ``jobs`` (in this process when ``workers`` is 1, else in spawned worker
     processes, at most two jobs queued per worker); return the number of images written."""
@@ -374,7 +360,7 @@ def run_jobs(jobs: Sequence[TrackJob], workers: int, progress: bool = True) -> i
 
 def _records(jobs: Sequence[TrackJob], workers: int) -> Iterator[dict]:
     if workers == 1 or len(jobs) <= 1:
-        with _one_thread():
+        with models.torch_threads(1):  # as workers do: the same numbers, byte for byte
             yield from map(process_track, jobs)
         return
     context = multiprocessing.get_context("spawn")  # fork + torch's thread pools can deadlock
@@ -423,7 +409,7 @@ def preview_audio(images: Sequence, rate: int = 22050, iterations: int = 32) -> 
     at a load of 4 on 2 cores)."""
     from videobgm import spectrogram
 
-    with _one_thread():
+    with models.torch_threads(1):
         decoded = spectrogram.audio_from_images(
             images, iterations=iterations, postfilter="normalize", device="cpu"
         )

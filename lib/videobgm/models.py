@@ -112,17 +112,24 @@ def model_threads(ref: str, device: str) -> Iterator[None]:
     with 2 threads than with 1 on a loaded 2-core machine (Whisper, a denoising step). Real
     models keep torch's setting.
     """
+    if ref.startswith("tiny:") and str(device) == "cpu":
+        with torch_threads(1):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` inside the block, restored after it."""
     import torch
 
-    if not (ref.startswith("tiny:") and str(device) == "cpu"):
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- profiles
