@@ -267,10 +267,13 @@ def reencode(video: Path, audio: Path, out: Path) -> Path:
     return out
 
 
-def original_style_run(video: Path, out: Path, timeline: Sequence[Any]) -> dict[str, float]:
+def original_style_run(
+    video: Path, out: Path, timeline: Sequence[Any], after_stage: Any = None
+) -> dict[str, float]:
     """The non-model stages of the original project on a video, given its emotion timeline:
     decode, voice isolation (our spectral separator stands in for Spleeter: same cost counted
-    for both), composition, mix, re-encode. Writes ``out``; returns seconds per stage."""
+    for both), composition, mix, re-encode. Writes ``out``; returns seconds per stage.
+    ``after_stage(name)`` is called as each stage ends (benchmarks measure memory there)."""
     from videobgm import media, separate
 
     times: dict[str, float] = {}
@@ -280,6 +283,8 @@ def original_style_run(video: Path, out: Path, timeline: Sequence[Any]) -> dict[
         nonlocal started
         now = time.perf_counter()
         times[name], started = now - started, now
+        if after_stage is not None:
+            after_stage(name)
 
     audio = media.decode_audio(video, 44100)
     lap("decode")

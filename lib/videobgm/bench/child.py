@@ -4,8 +4,11 @@
 the offline path (tiny profile: the captions and timeline beside the video, procedural music,
 spectral separation). ``python -m videobgm.bench.child original VIDEO OUT``: the original
 project's non-model stages (:func:`videobgm.baselines.original_style_run`) with the timeline
-beside the video. Prints one JSON line: ``seconds`` (the job, imports excluded), ``stages``,
-``peak_rss_mb`` (this process) and ``children_peak_rss_mb`` (its largest child, e.g. ffmpeg).
+beside the video. Prints one JSON line: ``seconds`` (the job, imports excluded), ``stages``
+(seconds per stage), ``stage_peak_mb`` (the process's peak resident memory during each stage,
+from Linux's VmHWM, reset before each stage through ``/proc/self/clear_refs``) and
+``peak_rss_mb`` (the whole process's peak, imports included). ffmpeg's own memory is not
+counted (the processes it runs in are small; their rusage would repeat the parent's at fork).
 """
 
 from __future__ import annotations
@@ -18,9 +21,42 @@ import time
 from pathlib import Path
 
 
+def reset_peak() -> bool:
+    """Reset this process's peak resident memory (VmHWM); False where Linux does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory since start or the last :func:`reset_peak`, MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+_STAGE_PEAKS: dict[str, float] = {}
+
+
 def _pipeline(video: Path, out: Path, run_dir: Path) -> dict[str, float]:
     from videobgm import pipeline
 
+    run_stage = pipeline._Stages.run  # instrumented here only: peak memory per stage
+
+    def measured(stages, name, key, outputs, work):
+        reset_peak()
+        try:
+            return run_stage(stages, name, key, outputs, work)
+        finally:
+            _STAGE_PEAKS[name] = peak_mb()
+
+    pipeline._Stages.run = measured
     pipeline.run(video, out, run_dir, progress=False, profile="tiny", music="procedural",
                  separator="spectral")  # fmt: skip
     records = json.loads((run_dir / "stages.json").read_text())
@@ -30,8 +66,13 @@ def _pipeline(video: Path, out: Path, run_dir: Path) -> dict[str, float]:
 def _original(video: Path, out: Path) -> dict[str, float]:
     from videobgm import baselines, timeline_io
 
+    def after(name: str) -> None:
+        _STAGE_PEAKS[name] = peak_mb()
+        reset_peak()
+
     spans = timeline_io.load_timeline(video.with_name(f"{video.stem}.timeline.json"))
-    return baselines.original_style_run(video, out, spans)
+    reset_peak()
+    return baselines.original_style_run(video, out, spans, after)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,11 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     stages = _pipeline(*paths) if job == "pipeline" else _original(*paths)
     seconds = time.perf_counter() - started
-    kib = 1024  # ru_maxrss is in KiB on Linux
     print(json.dumps({
-        "job": job, "seconds": seconds, "stages": stages,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
-        "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib,
+        "job": job, "seconds": seconds, "stages": stages, "stage_peak_mb": _STAGE_PEAKS,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     }))  # fmt: skip
     return 0
 
