@@ -16,6 +16,7 @@ measurements run when a CUDA device is present and otherwise say why they did no
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import time
@@ -90,6 +91,7 @@ def run_sections(
             print_table(found)
             print(f"written: {path}")
         rows += found
+        gc.collect()  # full-size models of one section must not stay resident for the next
     write_summary(rows, out_dir)
     return rows
 

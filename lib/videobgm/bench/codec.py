@@ -45,7 +45,7 @@ def _procedural_clip(seconds: float, sample_rate: int = 44100, seed: int = 0) ->
 
 def bench_codec(
     repeats: int = 5,
-    baseline_repeats: int = 3,
+    baseline_repeats: int = 1,
     width: int = 512,
     batch: int = 8,
     clips: int = 10,

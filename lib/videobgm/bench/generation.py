@@ -32,7 +32,7 @@ def clip_requests(count: int, seed: int = 0) -> list:
 
 
 def bench_generation(
-    repeats: int = 3, device: str | None = None, full: bool = False, clips: int = 4,
+    repeats: int = 3, device: str | None = None, full: bool = False, clips: int = 2,
     steps: int = 20, baseline_steps: int = 50, full_size: bool = True,
 ) -> list[dict]:  # fmt: skip
     """Tiny model: seconds per clip, ours against the original way, on ``device``; then, with
