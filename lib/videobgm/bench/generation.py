@@ -73,7 +73,7 @@ def original_time(riff, requests, steps: int, repeats: int) -> float:
 
     with _threads_for(riff.ref, str(riff.device)):  # the same threads as ours
         return median_time(lambda: baselines.original_generate(riff.pipe, requests, steps),
-                           repeats)  # fmt: skip
+                           repeats, warmup=0)  # fmt: skip
 
 
 def unet_step_time(pipe, batch: int, repeats: int = 1, warmup: int = 0) -> float:
