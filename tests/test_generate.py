@@ -197,3 +197,22 @@ def test_cuda_half_precision_batch(init_images):
     arrays = [pixels(im) for im in images]
     assert all(a.shape == (512, 512, 3) and a.std() > 1 for a in arrays)
     assert np.array_equal(arrays[0], pixels(riff.generate(requests[:1], steps=4, batch_size=3)[0]))
+
+
+def test_a_trained_lora_keeps_its_alpha(tmp_path):
+    """alpha != rank: the adapter's scaling must be alpha / rank, as stock loading gives."""
+    from diffusers import UNet2DConditionModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from videobgm.train import TrainConfig, model
+
+    unet = UNet2DConditionModel.from_pretrained(models.locate("tiny:diffusion"), subfolder="unet")
+    model.add_lora(unet, TrainConfig(dataset="unused", output_dir="unused", rank=4, alpha=8.0))
+    model.save_lora(unet, tmp_path)
+    riff = generate.riffusion_from_refs("tiny:diffusion", str(tmp_path), "cpu")
+    scalings = {
+        layer.scaling[generate.LORA_ADAPTER]
+        for layer in riff.pipe.unet.modules()
+        if isinstance(layer, BaseTunerLayer)
+    }
+    assert scalings == {2.0}

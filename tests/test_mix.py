@@ -47,7 +47,7 @@ def test_music_is_ducked_under_speech(voice, music):
     for start, end in CUES:
         speaking |= (t >= start + 0.2) & (t <= end - 0.2)
         clear_pause &= (t < start - 0.1) | (t > end + 0.9)  # release has had time to finish
-    raw = result.music  # the music as it sounds in the mix
+    raw = music * result.music_gain  # the music as it sounds in the mix
     drop = _rms_db(raw[clear_pause]) - _rms_db(raw[speaking])
     undone = _rms_db(music[clear_pause]) - _rms_db(music[speaking])  # the music's own swing
     assert drop - undone >= 10.0

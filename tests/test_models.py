@@ -87,12 +87,15 @@ def test_auto_substitutes_and_says_so(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for var in ("XDG_CACHE_HOME", "HF_HOME", "TORCH_HOME"):
         monkeypatch.setenv(var, str(tmp_path / var))  # empty caches
+    monkeypatch.setattr(models, "_ANNOUNCED", set())
     profile = models.resolve_profile("auto")
     assert profile.name == "auto"
     assert set(profile.substituted) == {"speech", "emotion", "music", "voice"}
     assert profile.offline and profile.separator == "spectral"
     banner = capsys.readouterr().err
     assert "OFFLINE MODELS" in banner and "music" in banner
+    models.resolve_profile("auto")
+    assert "OFFLINE" not in capsys.readouterr().err, "one banner per process"
 
 
 def test_whisper_choice_follows_device_and_task():

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "videobgm.synth",
     "videobgm.spectrogram",
     "videobgm.compose",
+    "videobgm.dataset",
+    "videobgm.train",
     "videobgm.models",
 )
 

@@ -35,7 +35,7 @@ import numpy as np
 from videobgm import models
 from videobgm.errors import InputError
 from videobgm.models import EMOTION_LABELS
-from videobgm.transcribe import Segment, Transcript, tiny_model_threads
+from videobgm.transcribe import Segment, Transcript
 
 NEUTRAL = "neutral"
 SILENCE = "silence"  # a timeline label, not a classifier label: no music in this span
@@ -113,7 +113,7 @@ def classify(
         raise InputError(
             f"the emotion classifier's labels {sorted(labels)} are not {list(EMOTION_LABELS)}"
         )
-    with tiny_model_threads(profile.emotion, classifier.device.type):
+    with models.model_threads(profile.emotion, classifier.device.type):
         return _scores(classifier, texts, batch_size, progress)
 
 

@@ -25,12 +25,11 @@ became active is checked, so a LoRA is never silently ignored.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,10 +205,16 @@ def load_lora(pipe: Any, ref: str | os.PathLike[str], scale: float = 1.0) -> int
     none are (a file whose keys match no layer), instead of going on without the LoRA.
     """
     state = read_lora(ref)
+    path = _lora_file(str(ref))
+    # A new-format file is loaded by path so diffusers reads its metadata (the LoRA alpha);
+    # an old-format one only exists converted, in memory (its alpha was always the rank).
+    by_path = path.suffix == ".safetensors" and path.name == NEW_LORA_FILE
+    source = (str(path.parent),) if by_path else (state,)
     if LORA_ADAPTER in pipe.get_list_adapters().get("unet", []):
         pipe.delete_adapters(LORA_ADAPTER)
     try:
-        pipe.load_lora_weights(state, adapter_name=LORA_ADAPTER)
+        kwargs = {"weight_name": path.name} if by_path else {}
+        pipe.load_lora_weights(*source, adapter_name=LORA_ADAPTER, **kwargs)
     except (ValueError, RuntimeError, KeyError) as exc:  # peft: no module matches, bad shapes
         raise LoraError(f"{ref}: the LoRA does not fit this model ({exc})") from exc
     layers = active_lora_layers(pipe)
@@ -299,7 +304,7 @@ class Riffusion:
         images: list[Any] = [None] * len(requests)
         latents = _LatentCache(self)
         bar = tqdm(total=len(requests), desc="riffusion", unit="clip", disable=not progress)
-        with bar, _threads_for(self.ref, str(self.device)):
+        with bar, models.model_threads(self.ref, str(self.device)):
             for _, members in sorted(groups.items()):
                 for start in range(0, len(members), batch_size):
                     batch = members[start : start + batch_size]
@@ -354,24 +359,6 @@ class Riffusion:
 
         noise = slerp(request.alpha, draw(request.start.seed), draw(request.end.seed))
         return noise.to(self.device, self.dtype)
-
-
-@contextlib.contextmanager
-def _threads_for(ref: str, device: str) -> Iterator[None]:
-    """One CPU thread for the tiny offline model: its operations are too small to share, and on
-    a busy 2-core machine two threads made a denoising step 10x slower (measured). Real models
-    keep torch's setting."""
-    import torch
-
-    if not (ref.startswith("tiny:") and device == "cpu"):
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _denoising_steps(steps: int, strength: float) -> int:

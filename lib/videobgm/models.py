@@ -14,6 +14,7 @@ pretrained architectures at full size with random weights (:mod:`videobgm.bench_
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -22,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,35 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@contextlib.contextmanager
+def model_threads(ref: str, device: str) -> Iterator[None]:
+    """Run a tiny offline model (a ``tiny:`` reference) on one CPU thread.
+
+    Its operations are so small that waking a second thread costs more than it saves, and on a
+    busy machine each parallel operation waits for a descheduled thread: measured 10-15x slower
+    with 2 threads than with 1 on a loaded 2-core machine (Whisper, a denoising step). Real
+    models keep torch's setting.
+    """
+    if ref.startswith("tiny:") and str(device) == "cpu":
+        with torch_threads(1):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` inside the block, restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- profiles
 
 
@@ -141,7 +172,13 @@ def resolve_profile(name: str | ModelProfile = "auto") -> ModelProfile:
     return profile
 
 
+_ANNOUNCED: set[tuple[str, ...]] = set()  # one banner per process for each substitution
+
+
 def _announce(profile: ModelProfile) -> None:
+    if profile.substituted in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(profile.substituted)
     line = "=" * 78
     print(
         f"{line}\n"

@@ -268,6 +268,12 @@ class _Job:
         key = _key("timeline", transcript_key, self.profile.emotion, params, edited_hash)
 
         def work() -> None:
+            if edited is not None and not self.settings.timeline:
+                print(
+                    f"videobgm: the emotion classifier is an offline stand-in, so the intended "
+                    f"timeline {edited.name} beside the video is used",
+                    file=sys.stderr,
+                )
             spans, scores = self._spans(edited)
             for out in outs[:-1]:
                 timeline_io.save_timeline(spans, out)
@@ -283,11 +289,6 @@ class _Job:
             return Path(self.settings.timeline)
         beside = self.source.with_name(f"{self.source.stem}.timeline.json")
         if self.profile.emotion.startswith("tiny:") and beside.exists():
-            print(
-                f"videobgm: the emotion classifier is an offline stand-in, so the intended "
-                f"timeline {beside.name} beside the video is used",
-                file=sys.stderr,
-            )
             return beside
         return None
 

@@ -161,11 +161,14 @@ def _repeating_background(
 def beat_spectrum(magnitude: np.ndarray) -> np.ndarray:
     """Mean over frequencies of the autocorrelation over time of the power spectrogram,
     normalised to 1 at lag 0: peaks at the periods at which the audio repeats."""
-    power = np.square(magnitude, dtype=np.float64)
+    from scipy import fft
+
+    power = np.square(magnitude, dtype=np.float32)
     power -= power.mean(axis=1, keepdims=True)
     n = power.shape[1]
-    spectrum = np.fft.rfft(power, n=2 * n, axis=1)
-    autocorr = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :n].sum(axis=0)
+    size = fft.next_fast_len(2 * n, real=True)  # a length with small prime factors: fast
+    spectrum = fft.rfft(power, n=size, axis=1)
+    autocorr = fft.irfft(np.abs(spectrum) ** 2, n=size, axis=1)[:, :n].sum(axis=0)
     autocorr /= np.arange(n, 0, -1)  # unbiased: fewer overlapping frames at long lags
     return autocorr / max(autocorr[0], 1e-12)
 

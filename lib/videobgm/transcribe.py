@@ -13,7 +13,6 @@ returns a :class:`Transcript`, :func:`save_transcript` / :func:`load_transcript`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -137,7 +136,7 @@ def transcribe(
         tiny = profile.whisper(device).startswith("tiny:")
         temperature = 0.0 if tiny else FALLBACK_TEMPERATURES
     options = _whisper_options(device, speech_filter, temperature, progress)
-    with tiny_model_threads(profile.whisper(device), device):
+    with models.model_threads(profile.whisper(device), device):
         language, lang_prob = (language, None) if language else detect_language(model, audio)
         translating = translate and language != "en"
         original = None
@@ -147,7 +146,7 @@ def transcribe(
     source = f"whisper:{profile.whisper(device)}"
     if translating:
         translator = models.load_whisper(profile, device, translate=True)
-        with tiny_model_threads(profile.whisper(device, translate=True), device):
+        with models.model_threads(profile.whisper(device, translate=True), device):
             result = translator.transcribe(audio, language=language, task="translate", **options)
         translated, dropped_t = _clean(result, speech_filter, duration_s)
         kept, dropped = _pair(translated, kept), dropped + dropped_t
@@ -159,27 +158,6 @@ def transcribe(
     )  # fmt: skip
     extra = {"language_probability": lang_prob} if lang_prob is not None else {}
     return Transcript(segments, duration_s, language, source, translating, dropped, extra)
-
-
-@contextlib.contextmanager
-def tiny_model_threads(ref: str, device: str) -> Iterator[None]:
-    """Run a tiny offline model (``tiny:`` reference) on one CPU thread.
-
-    Its operations are so small that waking a second thread costs more than it saves, and on a
-    busy machine each parallel operation waits for a descheduled thread: measured 15x slower
-    with 2 threads than with 1 on a loaded 2-core machine. Real models keep torch's setting.
-    """
-    import torch
-
-    if not (ref.startswith("tiny:") and device == "cpu"):
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _audio(audio_or_path) -> tuple[np.ndarray, float]:

@@ -39,6 +39,7 @@ from videobgm.bench.core import (
     skipped,
     write_report,
 )
+from videobgm.bench.dataset import bench_dataset
 from videobgm.bench.generation import bench_generation
 from videobgm.bench.gpu import bench_gpu
 from videobgm.bench.music import bench_compose
@@ -47,7 +48,8 @@ from videobgm.bench.video import bench_endtoend, bench_growth, bench_mux
 from videobgm.bench.voice import bench_mix, bench_separation
 
 __all__ = [
-    "KINDS", "NO_CUDA", "ROW_KEYS", "SECTIONS", "bench_codec", "bench_compose", "bench_endtoend",
+    "KINDS", "NO_CUDA", "ROW_KEYS", "SECTIONS", "bench_codec", "bench_compose", "bench_dataset",
+    "bench_endtoend",
     "bench_generation", "bench_gpu", "bench_growth", "bench_mix", "bench_mux",
     "bench_separation", "bench_transcription", "in_section", "machine_info", "main",
     "median_time", "print_table", "read_rows", "row", "run_sections", "skipped", "write_report",
@@ -58,6 +60,7 @@ SECTIONS: dict[str, Callable[..., list[dict]]] = {
     "codec": bench_codec,
     "generation": bench_generation,
     "compose": bench_compose,
+    "dataset": bench_dataset,
     "transcription": bench_transcription,
     "separation": bench_separation,
     "mix": bench_mix,

@@ -68,10 +68,9 @@ def bench_generation(
 def original_time(riff, requests, steps: int, repeats: int) -> float:
     """Median seconds of the original way for ``requests`` with ``riff``'s pipeline, on the
     same CPU threads as ours."""
-    from videobgm import baselines
-    from videobgm.generate import _threads_for
+    from videobgm import baselines, models
 
-    with _threads_for(riff.ref, str(riff.device)):  # the same threads as ours
+    with models.model_threads(riff.ref, str(riff.device)):  # the same threads as ours
         return median_time(lambda: baselines.original_generate(riff.pipe, requests, steps),
                            repeats, warmup=0)  # fmt: skip
 

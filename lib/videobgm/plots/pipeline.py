@@ -46,10 +46,7 @@ def plot_run(spans, voice: np.ndarray, music: np.ndarray, sample_rate: int, titl
 
 def write_report(folder: Path, source: Path, info, music: str, out: Path, figure: Path) -> None:
     """``report.md`` and ``timeline.png`` in a run folder, from the files the stages wrote."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
 
     from videobgm import media, paths, timeline_io
 
