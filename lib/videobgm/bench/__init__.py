@@ -2,11 +2,11 @@
 
 ``python -m videobgm.bench`` (``make bench``) runs each section, prints a table with the baseline
 beside each figure and their ratio, and writes ``reports/bench/<section>.json`` (rows plus the
-machine) and ``.csv``, ``summary.json``/``.csv`` (every row of the run) and the figures
-(``speed.png``, ``quality.png``, ``growth.png``). A section is a function returning rows: dicts
-with ``section``, ``kind`` (speed | quality | cost), ``metric``, ``unit``, ``ours``,
-``baseline``, ``ratio`` (how many times better ours is; speed rows), ``bar`` (the target, in
-words), ``meets_bar`` and ``note``. Register new sections in :data:`SECTIONS`.
+machine) and ``.csv``, then ``summary.json``/``.csv`` (the latest rows of every section there)
+and the figures (``speed.png``, ``quality.png``, ``growth.png``). A section is a function
+returning rows: dicts with ``section``, ``kind`` (speed | quality | cost), ``metric``, ``unit``,
+``ours``, ``baseline``, ``ratio`` (how many times better ours is; speed rows), ``bar`` (the
+target, in words), ``meets_bar`` and ``note``. Register new sections in :data:`SECTIONS`.
 
 The default run stays within about a quarter of an hour on two CPU cores; ``--full`` adds the
 heavy cases (a 30-minute video, two minutes of speech, more repeats of full-size steps). GPU
@@ -51,7 +51,7 @@ __all__ = [
     "KINDS", "NO_CUDA", "ROW_KEYS", "SECTIONS", "bench_codec", "bench_compose", "bench_dataset",
     "bench_endtoend",
     "bench_generation", "bench_gpu", "bench_growth", "bench_mix", "bench_mux",
-    "bench_separation", "bench_transcription", "in_section", "machine_info", "main",
+    "bench_separation", "bench_transcription", "in_section", "latest_rows", "machine_info", "main",
     "median_time", "print_table", "read_rows", "row", "run_sections", "skipped", "write_report",
     "write_summary",
 ]  # fmt: skip
@@ -75,8 +75,9 @@ def run_sections(
     names: list[str] | None = None, repeats: int = 5, device: str | None = None,
     full: bool = False, out_dir: Path | None = None, echo: bool = True,
 ) -> list[dict]:  # fmt: skip
-    """Run the named sections (default all) in order, write each one's report and the
-    summary with its figures, and return every row. A section that fails gives one row
+    """Run the named sections (default all) in order, write each one's report, then the
+    summary and figures of every section report in ``out_dir`` (so ``--only`` refreshes one
+    section of a full run), and return this run's rows. A section that fails gives one row
     naming the error; the others still run."""
     rows: list[dict] = []
     for name in names or list(SECTIONS):
@@ -95,8 +96,18 @@ def run_sections(
             print(f"written: {path}")
         rows += found
         gc.collect()  # full-size models of one section must not stay resident for the next
-    write_summary(rows, out_dir)
+    write_summary(latest_rows(out_dir), out_dir)
     return rows
+
+
+def latest_rows(out_dir: Path | None = None) -> list[dict]:
+    """The rows of every section report in ``out_dir`` (the latest run of each section; each
+    section's JSON records its own machine and time), in :data:`SECTIONS` order."""
+    folder = Path(out_dir) if out_dir else paths.bench_reports()
+    names = [p.stem for p in folder.glob("*.json") if p.stem != "summary"]
+    order = list(SECTIONS)
+    names.sort(key=lambda n: (order.index(n) if n in order else len(order), n))
+    return read_rows(folder, names)
 
 
 def write_summary(rows: list[dict], out_dir: Path | None = None) -> dict[str, Path]:

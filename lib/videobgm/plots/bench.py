@@ -13,7 +13,7 @@ from videobgm import paths
 OURS, BASELINE = "tab:blue", "0.6"
 
 
-def _label(r: dict, width: int = 46) -> str:
+def _label(r: dict, width: int = 64) -> str:
     return textwrap.shorten(f"{r.get('section', '')}: {r['metric']}", width, placeholder="...")
 
 
@@ -31,7 +31,7 @@ def plot_speed(rows: list[dict]):
     if not found:
         return None
     ratios = np.array([r["ratio"] for r in found], dtype=float)
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(found) + 1.2))
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(found) + 1.2))
     y = np.arange(len(found))[::-1]
     ax.barh(y, ratios, color=np.where(ratios >= 1, "tab:green", "tab:red"), height=0.6)
     for yi, ratio in zip(y, ratios, strict=True):
@@ -74,7 +74,7 @@ def plot_quality(rows: list[dict]):
         ax.barh(y - 0.18, [r["baseline"] for r in group], 0.36, color=BASELINE,
                 label="baseline")  # fmt: skip
         ax.axvline(0, color="0.3", lw=0.6)
-        ax.set_yticks(y, [_label(r, 60) for r in group], fontsize=7)
+        ax.set_yticks(y, [_label(r, 70) for r in group], fontsize=7)
         ax.set_xlabel(unit, fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
     axes[0, 0].legend(fontsize=7, loc="lower right", frameon=False)
