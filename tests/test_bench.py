@@ -299,6 +299,17 @@ def test_generation_section_tiny():
     assert speed["ours"] > 0 and speed["baseline"] > 0 and speed["ratio"] > 0
 
 
+def test_full_size_projection_arithmetic_on_a_scaled_pipeline():
+    from videobgm.bench import generation
+
+    rows = generation.full_size_projection(20, 50, full=True, sizes=SCALED_DIFFUSION)
+    step1, step4, vae, clip = (r["ours"] for r in rows)
+    assert rows[1]["baseline"] == step1 and all(v > 0 for v in (step1, step4, vae))
+    best = min(step1, step4)
+    assert clip == pytest.approx(15 * best + vae)  # int(20 x 0.75) steps
+    assert rows[3]["baseline"] == pytest.approx(37 * step1 + vae)  # int(50 x 0.75)
+
+
 def test_transcription_section_tiny():
     rows = bench.bench_transcription(device="cpu", seconds=8.0, profile=models.TINY,
                                      baseline_dims=TINY_WHISPER)  # fmt: skip

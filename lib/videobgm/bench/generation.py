@@ -3,7 +3,8 @@ CUDA) against the original project's way (one clip per pipeline call, PNDM at 50
 
 On a CPU both run with the tiny model (the plumbing's cost: scheduler, batching, text and VAE
 passes), and the full-size architecture (SD 1.5 with random weights, built in memory) is timed
-per denoising step and per VAE pass, from which one full-size clip is projected for both ways:
+per denoising step and per VAE pass on the same device, from which one full-size clip is
+projected for both ways:
 ``denoising steps x step time + VAE encode + VAE decode``, with ``int(steps x strength)``
 denoising steps (img2img skips the rest). The GPU section measures full-size clips directly.
 """
@@ -61,7 +62,7 @@ def bench_generation(
         )
     ]
     if full_size:
-        rows += full_size_projection(steps, baseline_steps, full)
+        rows += full_size_projection(steps, baseline_steps, full, device)
     return in_section("generation", rows)
 
 
@@ -75,6 +76,21 @@ def original_time(riff, requests, steps: int, repeats: int) -> float:
                            repeats, warmup=0)  # fmt: skip
 
 
+def _synced(fn, device):
+    """``fn`` followed by a CUDA synchronisation when ``device`` is a GPU (kernels run
+    asynchronously: without it the clock would stop before they finish)."""
+    import torch
+
+    if device.type != "cuda":
+        return fn
+
+    def run():
+        fn()
+        torch.cuda.synchronize(device)
+
+    return run
+
+
 def unet_step_time(pipe, batch: int, repeats: int = 1, warmup: int = 0) -> float:
     """Seconds of one UNet forward pass with classifier-free guidance for ``batch`` clips
     (``2 x batch`` latents of 64 x 64, 77 text tokens), median of ``repeats``."""
@@ -84,10 +100,9 @@ def unet_step_time(pipe, batch: int, repeats: int = 1, warmup: int = 0) -> float
     latents = torch.randn(2 * batch, 4, 64, 64, device=unet.device, dtype=unet.dtype)
     width = pipe.text_encoder.config.hidden_size
     context = torch.randn(2 * batch, 77, width, device=unet.device, dtype=unet.dtype)
+    step = _synced(lambda: unet(latents, 500, encoder_hidden_states=context), unet.device)
     with torch.inference_mode():
-        return median_time(
-            lambda: unet(latents, 500, encoder_hidden_states=context), repeats, warmup
-        )
+        return median_time(step, repeats, warmup)
 
 
 def vae_times(pipe) -> tuple[float, float]:
@@ -98,17 +113,23 @@ def vae_times(pipe) -> tuple[float, float]:
     image = torch.randn(1, 3, 512, 512, device=vae.device, dtype=vae.dtype)
     latents = torch.randn(1, 4, 64, 64, device=vae.device, dtype=vae.dtype)
     with torch.inference_mode():
-        encode = median_time(lambda: vae.encode(image), 1, 0)
-        decode = median_time(lambda: vae.decode(latents), 1, 0)
+        encode = median_time(_synced(lambda: vae.encode(image), vae.device), 1, 0)
+        decode = median_time(_synced(lambda: vae.decode(latents), vae.device), 1, 0)
     return encode, decode
 
 
-def full_size_projection(steps: int, baseline_steps: int, full: bool = False) -> list[dict]:
-    """SD 1.5 (random weights, float32, CPU): one denoising step at batch 1 (and 4 with
-    ``full``), VAE encode and decode, and the projected seconds per clip for both ways."""
+def full_size_projection(
+    steps: int, baseline_steps: int, full: bool = False, device: str = "cpu", sizes=None
+) -> list[dict]:
+    """SD 1.5 (random weights; float32 on a CPU, fp16 on CUDA): one denoising step at batch 1
+    (and 4 with ``full``), VAE encode and decode, and the projected seconds per clip for both
+    ways. ``sizes`` (:class:`videobgm.bench_models.DiffusionSizes`) replaces SD 1.5's."""
+    import torch
+
     from videobgm import bench_models
 
-    pipe = bench_models.diffusion_pipeline()
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    pipe = bench_models.diffusion_pipeline(sizes).to(device, dtype)
     repeats, warmup = (2, 1) if full else (1, 0)
     step = {1: unet_step_time(pipe, 1, repeats, warmup)}
     if full:
@@ -117,7 +138,7 @@ def full_size_projection(steps: int, baseline_steps: int, full: bool = False) ->
     best = min(step, key=step.get)
     ours = int(steps * STRENGTH) * step[best] + encode + decode
     theirs = int(baseline_steps * STRENGTH) * step[1] + encode + decode
-    note = f"SD 1.5 UNet/VAE/CLIP-L sizes, random weights, float32 on the CPU; {repeats} timed"
+    note = f"SD 1.5 UNet/VAE/CLIP-L sizes, random weights, {dtype} on {device}; {repeats} timed"
     rows = [
         row("full-size UNet step (CFG pair), batch 1", "s", step[1], None, note=note),
         row(
