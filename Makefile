@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= auto
+BENCH_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 # Tests never touch the model hub; the library builds its tiny models locally.
 TEST_ENV := VIDEOBGM_PROFILE=tiny HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_WAIT_POLICY=PASSIVE
@@ -41,8 +42,8 @@ demo: $(STAMP) ## run the main job on the demo sample, outputs under reports/ an
 reports: $(STAMP) ## execute every notebook with papermill into reports/ (PROFILE=auto|tiny|pretrained)
 	$(BIN)/python -m videobgm.reports --profile $(PROFILE)
 
-bench: $(STAMP) ## benchmarks: every stage against its baseline, results under reports/bench/
-	$(BIN)/python -m videobgm.bench
+bench: $(STAMP) ## benchmarks: every stage against its baseline, results under reports/bench/ (BENCH_ARGS=--full)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m videobgm.bench $(BENCH_ARGS)
 
 sample: $(STAMP) ## rebuild the demo sample in data/samples/ (needs espeak-ng)
 	$(BIN)/python -m videobgm.sample

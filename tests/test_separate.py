@@ -9,17 +9,24 @@ from videobgm.errors import InputError
 RATE = 44100
 
 
-def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Scale-invariant signal-to-distortion ratio in dB."""
-    alpha = np.dot(estimate, reference) / np.dot(reference, reference)
-    target = alpha * reference
-    return float(10 * np.log10(np.sum(target**2) / np.sum((estimate - target) ** 2)))
+si_sdr = separate.si_sdr
 
 
 def mixture(voice: np.ndarray, emotion: str, snr_db: float, seed: int = 3):
-    music = synth.render(emotion, len(voice) / RATE, seed=seed)[: len(voice)]
-    music *= np.sqrt(np.mean(voice**2) / np.mean(music**2)) * 10 ** (-snr_db / 20)
-    return (voice + music).astype(np.float32)
+    music = synth.render(emotion, len(voice) / RATE, seed=seed)
+    return separate.mix_at_snr(voice, music, snr_db)
+
+
+def test_si_sdr_and_mix_at_snr():
+    rng = np.random.default_rng(0)
+    voice, noise = rng.standard_normal((2, 8000)).astype(np.float32)
+    assert separate.si_sdr(2.5 * voice, voice) > 100  # scale does not matter
+    for snr in (0.0, -6.0):
+        mixed = separate.mix_at_snr(voice, noise, snr)
+        added = mixed - voice
+        assert 10 * np.log10(np.mean(voice**2) / np.mean(added**2)) == pytest.approx(snr, abs=1e-3)
+        # noise (nearly) orthogonal to the voice: SI-SDR of the mixture is its SNR
+        assert separate.si_sdr(mixed, voice) == pytest.approx(snr, abs=0.2)
 
 
 @pytest.fixture(scope="module")

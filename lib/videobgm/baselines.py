@@ -11,9 +11,27 @@ rewritten here in torch, step for step:
   its own momentum formula) on the 400 ms FFT, then peak normalisation to int16.
 - audio -> image: the same recipe as :func:`videobgm.spectrogram.image_from_audio`, computed
   frame by frame in numpy (one FFT and one filterbank product per column).
+
+And what the original project's code did (``../shared/ORIGINAL.md``), stage by stage:
+
+- generation: one clip per call of diffusers' img2img pipeline with the PNDM scheduler at 50
+  steps (riffusion's pipeline is that, with interpolated prompt embeddings);
+- transcription: ``model.transcribe(audio, language="en")`` with Whisper's defaults (temperature
+  fallback, conditioning on the previous text) on Whisper ``large``;
+- composition: per emotion stretch ``length // 10 + 1`` clips of 5.12 s butted together, no
+  crossfade (so the music is not the stretch's length), neutral stretches silent;
+- mix: the music 3 dB down under the voice, no ducking, no loudness normalisation, at 8 kHz,
+  upsampled to 22.05 kHz;
+- delivery: the whole video re-encoded (moviepy's ``write_videofile`` defaults: libx264
+  ``medium``, MP3 audio).
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,3 +157,145 @@ def naive_mel_from_audio(audio: np.ndarray, params: SpectrogramParams = DEFAULTS
 def naive_image_from_audio(audio: np.ndarray, params: SpectrogramParams = DEFAULTS) -> Image.Image:
     """riffusion's spectrogram image computed frame by frame (see :func:`naive_mel_from_audio`)."""
     return spec.image_from_mel(naive_mel_from_audio(audio, params), params)
+
+
+# --------------------------------------------------------------------------- the original project
+
+ORIGINAL_STEPS = 50  # riffusion's default number of denoising steps (PNDM)
+ORIGINAL_MUSIC_DB = -3.0  # the music under the voice
+ORIGINAL_MIX_RATE = 8000  # Hz; the rate the original mixed at
+ORIGINAL_OUTPUT_RATE = 22050  # Hz; what it upsampled the mix to
+ORIGINAL_SPAN_S = 10.0  # s; one clip per started 10 s of a stretch, plus one
+MOVIEPY_VIDEO = ["-c:v", "libx264", "-preset", "medium", "-pix_fmt", "yuv420p"]
+MOVIEPY_AUDIO = ["-c:a", "libmp3lame", "-ar", "44100"]  # write_videofile's defaults for .mp4
+
+
+def original_generate(pipe: Any, requests: Sequence[Any], steps: int = ORIGINAL_STEPS) -> list:
+    """Riffusion's img2img as the original project ran it: one clip per pipeline call, the
+    start and end prompts encoded on every call and interpolated by ``alpha``, the PNDM
+    scheduler (riffusion-model-v1's) at ``steps`` steps. ``requests`` are
+    :class:`videobgm.generate.ClipRequest`; returns one PIL image per request."""
+    from diffusers import PNDMScheduler
+
+    saved = pipe.scheduler
+    pipe.scheduler = PNDMScheduler.from_config(saved.config)
+    device = pipe.unet.device
+    images = []
+    try:
+        for request in requests:
+            ends = [
+                pipe.encode_prompt(end.prompt, device, 1, True, end.negative_prompt)
+                for end in (request.start, request.end)
+            ]
+            cond, uncond = (torch.lerp(a, b, request.alpha) for a, b in zip(*ends, strict=True))
+            generator = torch.Generator("cpu").manual_seed(request.start.seed)
+            out = pipe(
+                prompt_embeds=cond, negative_prompt_embeds=uncond, image=request.image,
+                strength=request.strength, guidance_scale=request.guidance_scale,
+                num_inference_steps=steps, generator=generator,
+            )  # fmt: skip
+            images.extend(out.images)
+    finally:
+        pipe.scheduler = saved
+    return images
+
+
+def original_transcribe(model: Any, audio: np.ndarray) -> dict:
+    """Whisper as the original project called it: English forced, every other option at its
+    default (temperature fallback 0.0-1.0, conditioning on the previous text); fp16 on CUDA."""
+    return model.transcribe(audio, language="en", fp16=str(model.device).startswith("cuda"))
+
+
+def original_compose(
+    timeline: Sequence[Any], sample_rate: int = 44100, seed: int = 0, render: Any = None
+) -> tuple[np.ndarray, list[int]]:
+    """The original project's composition with procedural clips standing in for riffusion's:
+    per stretch ``length // 10 + 1`` independently made 5.12 s clips (consecutive clips have
+    different seeds, as independent generations have different noise) butted together with no
+    crossfade; neutral (and silence) stretches silent for their length. ``render`` maps each
+    clip to what is played (default: itself). Returns the audio (not the timeline's length, as
+    in the original) and the sample of every join."""
+    from videobgm import synth
+
+    pieces, joins, position = [], [], 0
+    for index, span in enumerate(timeline):
+        get = span.get if isinstance(span, dict) else lambda key, s=span: getattr(s, key)
+        length = float(get("end")) - float(get("start"))
+        emotion = str(get("emotion"))
+        if emotion in ("neutral", "silence"):
+            clips = [np.zeros(round(length * sample_rate), np.float32)]
+        else:
+            count = int(length // ORIGINAL_SPAN_S) + 1
+            clips = [synth.clip(emotion, seed + (index + k) % 4, 0, sample_rate)
+                     for k in range(count)]  # fmt: skip
+            clips = [render(clip) for clip in clips] if render else clips
+        for clip in clips:
+            if position:
+                joins.append(position)
+            pieces.append(clip)
+            position += len(clip)
+    return np.concatenate(pieces).astype(np.float32), joins
+
+
+def original_mix(voice: np.ndarray, music: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """The original project's mix: both at 8 kHz, the music 3 dB down added to the voice (cut
+    or padded to the voice's length), no ducking and no loudness normalisation, then
+    upsampled to 22.05 kHz. Returns the mono mix and its rate."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    def to(rate_out: int, audio: np.ndarray, rate_in: int) -> np.ndarray:
+        g = gcd(rate_in, rate_out)
+        return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
+
+    music = np.pad(music[: len(voice)], (0, max(0, len(voice) - len(music))))
+    low = to(ORIGINAL_MIX_RATE, voice, sample_rate)
+    low += np.float32(10 ** (ORIGINAL_MUSIC_DB / 20)) * to(ORIGINAL_MIX_RATE, music, sample_rate)
+    return to(ORIGINAL_OUTPUT_RATE, low, ORIGINAL_MIX_RATE), ORIGINAL_OUTPUT_RATE
+
+
+def reencode(video: Path, audio: Path, out: Path) -> Path:
+    """Replace a video's audio by re-encoding everything, as moviepy's ``write_videofile``
+    does with its defaults (libx264 ``medium``, MP3). moviepy also pipes every decoded frame
+    through Python, which this skips: the baseline is if anything faster than the original."""
+    from videobgm import media
+
+    args = ["-y", "-i", str(video), "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0"]
+    media.run_ffmpeg([*args, *MOVIEPY_VIDEO, *MOVIEPY_AUDIO, "-shortest", str(out)], out,
+                     "re-encoding")  # fmt: skip
+    return out
+
+
+def original_style_run(
+    video: Path, out: Path, timeline: Sequence[Any], after_stage: Any = None
+) -> dict[str, float]:
+    """The non-model stages of the original project on a video, given its emotion timeline:
+    decode, voice isolation (our spectral separator stands in for Spleeter: same cost counted
+    for both), composition, mix, re-encode. Writes ``out``; returns seconds per stage.
+    ``after_stage(name)`` is called as each stage ends (benchmarks measure memory there)."""
+    from videobgm import media, separate
+
+    times: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        times[name], started = now - started, now
+        if after_stage is not None:
+            after_stage(name)
+
+    audio = media.decode_audio(video, 44100)
+    lap("decode")
+    voice = separate.separate(audio, 44100, "spectral")
+    lap("separate")
+    music, _ = original_compose(timeline)
+    lap("compose")
+    mixed, rate = original_mix(voice, music, 44100)
+    wav = out.with_name(f"{out.stem}.mix.wav")
+    media.write_audio(wav, mixed, rate)
+    lap("mix")
+    reencode(video, wav, out)
+    lap("re-encode")
+    return times

@@ -335,6 +335,70 @@ def _fade_out(audio: np.ndarray, seconds: float, sample_rate: int) -> np.ndarray
     return audio
 
 
+# --------------------------------------------------------------------------- clicks
+
+CLICK_WIDTH = 16  # samples either side of a join that a click must stand out from
+CLICK_FRACTION = 0.05  # of the local RMS (50 ms): how far it must stand out to be heard
+
+
+def step_excess(audio: np.ndarray, at: int, width: int = CLICK_WIDTH) -> float:
+    """How much the step into sample ``at`` (``|x[at] - x[at-1]|``) exceeds the largest step
+    within ``width`` samples around it; 0 too close to either end."""
+    if not width < at < len(audio) - width:
+        return 0.0
+    steps = np.abs(np.diff(audio[at - width - 1 : at + width].astype(np.float64)))
+    return float(steps[width] - np.delete(steps, width).max())
+
+
+def local_rms(audio: np.ndarray, at: int, sample_rate: int = 44100, seconds: float = 0.05):
+    """RMS of the ``seconds`` of audio centred on sample ``at``."""
+    half = round(seconds * sample_rate / 2)
+    window = audio[max(at - half, 0) : at + half].astype(np.float64)
+    return float(np.sqrt(np.mean(np.square(window)))) if window.size else 0.0
+
+
+def is_click(
+    audio: np.ndarray, at: int, own: float = 0.0, sample_rate: int = 44100,
+    fraction: float = CLICK_FRACTION,
+) -> bool:  # fmt: skip
+    """Whether the track has a click at sample ``at``: a step that stands out from its
+    neighbours (:func:`step_excess`) by more than the music itself has there (``own``: the
+    same measure in the clips that play there, each on its own, since joins sit on the beat
+    where notes start) plus ``fraction`` of the local RMS."""
+    excess = step_excess(audio, at)
+    return excess > own + fraction * local_rms(audio, at, sample_rate) + 1e-5
+
+
+def join_points(plan: Plan) -> list[int]:
+    """Every sample where a clip starts or ends, and where a transition's crossfade starts and
+    ends (the places where stitching could click)."""
+    points = set()
+    half = round(TRANSITION_S * plan.sample_rate / 2)
+    for clip in plan.clips:
+        points.update((clip.start_sample, clip.start_sample + plan.clip_samples))
+        if clip.change_sample is not None:
+            points.update(clip.start_sample + clip.change_sample + d for d in (-half, half))
+    return sorted(p for p in points if 0 < p < plan.samples)
+
+
+def count_clicks(
+    audio: np.ndarray, plan: Plan, clips: Sequence[np.ndarray] | None = None,
+    fraction: float = CLICK_FRACTION,
+) -> int:  # fmt: skip
+    """Clicks (:func:`is_click`) at the :func:`join_points` of a stitched track; ``clips``
+    are the plan's clips before stitching (default: the procedural backend's)."""
+    clips = procedural_clips(plan) if clips is None else clips
+    count = 0
+    for at in join_points(plan):
+        own = sum(
+            max(step_excess(clip_audio, at - clip.start_sample), 0.0)
+            for clip, clip_audio in zip(plan.clips, clips, strict=True)
+            if clip.start_sample <= at <= clip.start_sample + plan.clip_samples
+        )
+        count += is_click(audio, at, own, plan.sample_rate, fraction)
+    return count
+
+
 # --------------------------------------------------------------------------- files
 
 

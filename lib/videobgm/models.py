@@ -6,8 +6,10 @@ A :class:`ModelProfile` names each model the pipeline loads. ``PRETRAINED`` is w
 seconds, in the *same* on-disk formats, so that the real loading code (``whisper.load_model``,
 ``transformers.pipeline``, diffusers ``from_pretrained``) is what the tests exercise.
 
-A model reference is either a hub id / Whisper model name, a local path, or ``tiny:<part>``
-(resolved by :func:`locate`, building the tiny models on first use).
+A model reference is either a hub id / Whisper model name, a local path, ``tiny:<part>``
+(resolved by :func:`locate`, building the tiny models on first use) or ``bench:<part>``: the
+pretrained architectures at full size with random weights (:mod:`videobgm.bench_models`, the
+``bench`` profile), for speed measurements without downloads.
 """
 
 from __future__ import annotations
@@ -80,7 +82,18 @@ TINY = ModelProfile(
     lora="tiny:lora",
     separator="spectral",
 )
-PROFILES = {"pretrained": PRETRAINED, "tiny": TINY}
+# Full-size architectures, random weights: for timings only (never chosen by "auto").
+BENCH = ModelProfile(
+    name="bench",
+    whisper_cpu="bench:whisper-small",
+    whisper_cuda="bench:whisper-turbo",
+    whisper_translate="bench:whisper-large-v3",
+    emotion="bench:emotion",
+    diffusion="bench:diffusion",
+    lora="bench:lora",
+    separator="spectral",
+)
+PROFILES = {"pretrained": PRETRAINED, "tiny": TINY, "bench": BENCH}
 # Which fields of a profile belong to which stage (for "auto" substitution, one stage at a time).
 _STAGE_FIELDS = {
     "speech": ("whisper_cpu", "whisper_cuda", "whisper_translate"),
@@ -235,7 +248,12 @@ _TINY_PARTS = {
 
 
 def locate(ref: str) -> str:
-    """Resolve a model reference: ``tiny:<part>`` to its local path (building it if needed)."""
+    """Resolve a model reference: ``tiny:<part>`` and ``bench:<part>`` to their local paths
+    (building them if needed); anything else is returned as it is."""
+    if ref.startswith("bench:"):
+        from videobgm import bench_models
+
+        return str(bench_models.build(ref.split(":", 1)[1]))
     if ref.startswith("tiny:"):
         part = ref.split(":", 1)[1]
         if part not in _TINY_PARTS:

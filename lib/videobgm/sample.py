@@ -11,6 +11,10 @@ not: the files it made are committed. What it writes:
 - ``story.timeline.json``: the intended emotion per stretch, in the timeline format.
 - ``story.voice.flac``: the clean voice alone (the reference for separation quality).
 - ``speech.flac``: a second speaker, for separation tests on more than one voice.
+
+:func:`long_video` makes longer test videos (minutes to hours) from the committed files, with
+no espeak-ng: the story's voice repeated over looping procedural music, with captions and
+timeline to match; the benchmarks measure cost growth with video length on them.
 """
 
 from __future__ import annotations
@@ -158,9 +162,13 @@ def _srt_time(seconds: float) -> str:
 
 
 def _srt(cues: list[tuple[float, float, Line]]) -> str:
+    return _srt_text([(a, b, line.text) for a, b, line in cues])
+
+
+def _srt_text(cues: list[tuple[float, float, str]]) -> str:
     blocks = [
-        f"{i}\n{_srt_time(a)} --> {_srt_time(b)}\n{line.text}\n"
-        for i, (a, b, line) in enumerate(cues, start=1)
+        f"{i}\n{_srt_time(a)} --> {_srt_time(b)}\n{text}\n"
+        for i, (a, b, text) in enumerate(cues, start=1)
     ]
     return "\n".join(blocks)
 
@@ -194,6 +202,107 @@ def make_demo_sample(out_dir: Path | None = None) -> dict[str, Path]:
     written["timeline"] = out_dir / "story.timeline.json"
     written["timeline"].write_text(json.dumps(spans, indent=2) + "\n", encoding="utf-8")
     return written
+
+
+# --------------------------------------------------------------------------- long test videos
+
+LONG_SIZE = (128, 72)  # px; long test videos are small: their picture is only copied
+LONG_FPS = 10  # frames per second of long test videos
+
+
+def long_video(
+    seconds: float,
+    out_dir: Path | None = None,
+    size: tuple[int, int] = LONG_SIZE,
+    fps: int = LONG_FPS,
+    preset: str = "ultrafast",
+) -> Path:
+    """A test video of ``seconds`` with speech: the demo story's clean voice repeated over
+    looping procedural music and noise (at the demo's levels), a scrolling textured picture of
+    ``size`` at ``fps``, H.264 (x264 ``preset``) + AAC; ``<stem>.srt`` and
+    ``<stem>.timeline.json`` beside it (the story's, repeated). Built once per set of
+    arguments into ``out_dir`` (default ``data/interim/long-videos``) and reused; memory stays
+    bounded by one repetition of the story whatever the length. Returns the video's path."""
+    out_dir = paths.ensure_dir(Path(out_dir) if out_dir else paths.interim() / "long-videos")
+    width, height = size
+    video = out_dir / f"speech-{seconds:g}s-{width}x{height}-{fps}fps-{preset}.mp4"
+    if video.exists():
+        return video
+    frames = int(round(seconds * fps))
+    duration_s = frames / fps
+    voice = media.decode_audio(paths.samples() / "story.voice.flac", SAMPLE_RATE)
+    period_s = len(voice) / SAMPLE_RATE
+    spans = json.loads((paths.samples() / "story.timeline.json").read_text(encoding="utf-8"))
+    cues = _read_cues(paths.samples() / "story.srt")
+    repeats = int(np.ceil(duration_s / period_s))
+    tiled = [
+        {**span, "start": span["start"] + k * period_s, "end": span["end"] + k * period_s}
+        for k in range(repeats)
+        for span in spans
+        if span["start"] + k * period_s < duration_s
+    ]
+    tiled[-1]["end"] = duration_s
+    for span in tiled:
+        span["start"], span["end"] = round(span["start"], 3), round(min(span["end"], duration_s), 3)
+    (out_dir / f"{video.stem}.timeline.json").write_text(json.dumps(tiled, indent=1) + "\n")
+    captions = [
+        (a + k * period_s, min(b + k * period_s, duration_s), text)
+        for k in range(repeats)
+        for a, b, text in cues
+        if a + k * period_s < duration_s
+    ]
+    (out_dir / f"{video.stem}.srt").write_text(_srt_text(captions), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = _long_soundtrack(Path(tmp) / "mix.wav", voice, round(duration_s * SAMPLE_RATE))
+        pictures = _scrolling_frames(frames, fps, size, tiled)
+        media.write_video(video, pictures, fps, wav, crf=30, preset=preset)
+    return video
+
+
+def _read_cues(path: Path) -> list[tuple[float, float, str]]:
+    from videobgm.transcribe import read_captions
+
+    return [(seg.start, seg.end, seg.text) for seg in read_captions(path)]
+
+
+def _long_soundtrack(path: Path, voice: np.ndarray, n_samples: int) -> Path:
+    """Voice repeated, over a looping calm synthesiser clip and seeded noise, written one
+    repetition at a time (16-bit WAV)."""
+    import soundfile as sf
+
+    from videobgm import synth
+
+    loop = np.asarray(synth.clip("neutral", seed=7), dtype=np.float32)
+    speech_rms = _rms(voice[np.abs(voice) > 0.01])
+    loop = loop * np.float32(speech_rms * 10 ** (MUSIC_DB / 20) / max(_rms(loop), 1e-9))
+    rng = np.random.default_rng(7)
+    noise_level = np.float32(speech_rms * 10 ** (NOISE_DB / 20))
+    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, "PCM_16") as out:
+        for start in range(0, n_samples, len(voice)):
+            count = min(len(voice), n_samples - start)
+            index = (start + np.arange(count)) % len(loop)
+            noise = rng.standard_normal(count).astype(np.float32) * noise_level
+            block = voice[:count] + loop[index] + noise
+            out.write(np.clip(0.5 * block, -1.0, 1.0))
+    return path
+
+
+def _scrolling_frames(count: int, fps: int, size: tuple[int, int], spans: list[dict]):
+    """A seeded noise texture scrolling sideways (work for the encoder's motion search),
+    tinted by the emotion of the moment."""
+    width, height = size
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 96, (height, 2 * width, 1)).astype(np.uint8)
+    texture = np.repeat(texture, 3, axis=2)
+    tints = {e: np.asarray(c, np.uint8) // 2 for e, c in COLOURS.items()}
+    span_index = 0
+    for i in range(count):
+        t = i / fps
+        while span_index + 1 < len(spans) and spans[span_index]["end"] <= t:
+            span_index += 1
+        offset = (i * 3) % width
+        tint = tints.get(spans[span_index]["emotion"], np.full(3, 64, np.uint8))
+        yield texture[:, offset : offset + width] + tint
 
 
 def _peak_normalised(audio: np.ndarray) -> np.ndarray:
