@@ -261,23 +261,82 @@ def write_audio(
 
     Values are clipped to [-1, 1] for integer subtypes. Returns the path written.
     """
+    data = np.asarray(audio, dtype=np.float32)
+    frames = data if data.ndim == 2 else data[None]  # (channels, samples)
+    block = 1 << 20  # samples written at a time: memory stays bounded for long audio
+    blocks = (frames[:, start : start + block] for start in range(0, frames.shape[1], block))
+    return write_audio_blocks(path, blocks, sample_rate, len(frames), subtype)
+
+
+def write_audio_blocks(
+    path: str | os.PathLike[str],
+    blocks: Iterable[np.ndarray],
+    sample_rate: int,
+    channels: int = 1,
+    subtype: str = "PCM_16",
+) -> Path:
+    """Write audio that arrives block by block (``(samples,)`` or ``(channels, samples)``
+    each; a mono block is copied to every channel) as WAV or FLAC, atomically: memory holds
+    one block, and the file appears only once the last block is written.
+
+    Values are clipped to [-1, 1] for integer subtypes. Returns the path written.
+    """
     import soundfile as sf
 
     path = Path(path)
     fmt = AUDIO_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise MediaError(path, f"unsupported audio format {path.suffix!r} (use .wav or .flac)")
-    data = np.asarray(audio, dtype=np.float32)
-    frames = data if data.ndim == 2 else data[None]  # (channels, samples)
-    block = 1 << 20  # samples written at a time: memory stays bounded for long audio
     with atomic_output(path) as tmp:
-        with sf.SoundFile(tmp, "w", sample_rate, len(frames), subtype, format=fmt) as out:
-            for start in range(0, frames.shape[1], block):
-                chunk = np.ascontiguousarray(frames[:, start : start + block].T)
-                if not np.all(np.isfinite(chunk)):
+        with sf.SoundFile(tmp, "w", sample_rate, channels, subtype, format=fmt) as out:
+            for block in blocks:
+                data = np.asarray(block, dtype=np.float32)
+                if data.ndim == 1:
+                    data = np.broadcast_to(data, (channels, len(data)))
+                if not np.all(np.isfinite(data)):
                     raise MediaError(path, "audio to write contains NaN or infinite samples")
+                chunk = np.ascontiguousarray(data.T)
                 out.write(np.clip(chunk, -1.0, 1.0) if subtype.startswith("PCM") else chunk)
     return path
+
+
+class AudioReader:
+    """Random access to a WAV or FLAC file as mono float32: ``reader(lo, hi)`` is samples
+    ``lo`` to ``hi`` (zeros outside ``0 .. length``), read from disk each time, so that
+    a long file is never held whole. ``length`` defaults to the file's; a different one
+    pads the file with silence or cuts it."""
+
+    def __init__(self, path: str | os.PathLike[str], length: int | None = None) -> None:
+        import soundfile as sf
+
+        self.path = Path(path)
+        try:
+            self._file = sf.SoundFile(self.path)
+        except (sf.LibsndfileError, OSError) as exc:
+            raise MediaError(self.path, f"cannot read audio ({exc})") from None
+        self.sample_rate = self._file.samplerate
+        self._frames = self._file.frames
+        self.length = self._frames if length is None else int(length)
+
+    def __call__(self, lo: int, hi: int) -> np.ndarray:
+        out = np.zeros(max(hi - lo, 0), np.float32)
+        start, stop = max(lo, 0), min(hi, self.length, self._frames)
+        if stop > start:
+            self._file.seek(start)
+            data = self._file.read(stop - start, dtype="float32", always_2d=True)
+            out[start - lo : start - lo + len(data)] = (
+                data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+            )
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def mux(
