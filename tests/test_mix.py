@@ -104,7 +104,7 @@ def test_bad_parameters_are_one_clear_error(bad):
         mix.MixParams(**bad)
 
 
-@pytest.mark.parametrize("seconds", [0.5, 3.3, 20.0])
+@pytest.mark.parametrize("seconds", [0.5, 3.3, 20.0, 30.0])  # more than one piece
 def test_loudness_agrees_with_pyloudnorm(voice, music, seconds):
     import pyloudnorm
 
@@ -115,3 +115,53 @@ def test_loudness_agrees_with_pyloudnorm(voice, music, seconds):
     dual = mix.loudness(voice[:n], RATE, copies=2)
     stereo = pyloudnorm.Meter(RATE).integrated_loudness(np.stack([voice[:n]] * 2).T.astype(float))
     assert dual == pytest.approx(stereo, abs=0.01)
+
+
+def test_mix_files_writes_the_same_mix_in_bounded_memory(tmp_path, voice, music):
+    """The pipeline's streamed mix (files in, file out, a piece at a time) is the in-memory
+    mix: same samples to 16-bit precision, same measurements; the inputs are left as they
+    were, and music shorter than the voice is padded with silence."""
+    import soundfile as sf
+
+    voice_path = media.write_audio(tmp_path / "voice.wav", voice, RATE)
+    music_path = media.write_audio(tmp_path / "bgm.wav", music[:-RATE], RATE)
+    before = voice_path.read_bytes(), music_path.read_bytes()
+    n = len(voice)  # 42 s: more than one piece
+    summary = mix.mix_files(voice_path, music_path, tmp_path / "mix.wav", n, segments=CUES)
+    assert (voice_path.read_bytes(), music_path.read_bytes()) == before
+    written, rate = sf.read(tmp_path / "mix.wav", dtype="float32")
+    assert rate == RATE and written.shape == (n, 2)
+
+    with media.AudioReader(voice_path) as v, media.AudioReader(music_path, n) as m:
+        expected = mix.mix(v(0, n), m(0, n), RATE, segments=CUES)
+    assert np.max(np.abs(written.T - expected.mix)) <= 1.5 / 32768
+    assert summary.loudness_lufs == pytest.approx(expected.loudness_lufs, abs=1e-6)
+    assert summary.true_peak_db == pytest.approx(expected.true_peak_db, abs=1e-6)
+    assert np.array_equal(summary.speech, expected.speech)
+    assert abs(mix.loudness(written.T, RATE) - (-14.0)) <= 0.5
+    assert independent_true_peak_db(written.T) <= -1.0 + 0.05
+
+
+def test_mix_files_memory_does_not_grow_with_length(tmp_path):
+    """Peak traced memory of the streamed mix is the same for 1 and 3 minutes of audio (and
+    well under one copy of the 3-minute audio): it holds pieces, not the whole."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    peaks = []
+    for minutes in (1, 3):
+        n = minutes * 60 * RATE
+        words = np.sin(np.arange(n) * (2 * np.pi * 0.4 / RATE)) > 0  # 1.25 s on, 1.25 s off
+        voice = (rng.standard_normal(n) * 0.1 * words).astype(np.float32)
+        music = np.sin(np.arange(n) * (2 * np.pi * 220 / RATE)).astype(np.float32) * 0.3
+        paths = [media.write_audio(tmp_path / f"{k}{minutes}.wav", a, RATE)
+                 for k, a in (("v", voice), ("m", music))]  # fmt: skip
+        del voice, music, words
+        mix.loudness(np.zeros(RATE, np.float32), RATE)  # imports and filter design first
+        tracemalloc.start()
+        mix.mix_files(*paths, tmp_path / f"mix{minutes}.wav", n)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    one_copy = 3 * 60 * RATE * 4
+    assert peaks[1] < 1.15 * peaks[0], f"peak grew from {peaks[0]} to {peaks[1]} bytes"
+    assert peaks[1] < one_copy, f"peak {peaks[1]} bytes; the audio itself is {one_copy}"

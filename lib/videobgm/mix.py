@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -65,26 +67,11 @@ class MixResult:
     true_peak_db: float
 
 
-def _frame_rms_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    hop = int(FRAME_S * sample_rate)
-    n = len(audio) // hop
-    frames = audio[: n * hop].reshape(n, hop)
-    rms = np.sqrt(np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / hop)  # no big copy
-    return 20 * np.log10(rms + 1e-10)
-
-
 def voice_activity(voice: np.ndarray, sample_rate: int, threshold_db: float = -35.0) -> np.ndarray:
     """Speech frames (FRAME_S each) of an isolated voice: louder than ``threshold_db`` below
     its loud frames, with 150 ms gaps filled so words do not flicker."""
-    from scipy.ndimage import binary_closing, binary_opening
-
-    level = _frame_rms_db(voice, sample_rate)
-    if not np.any(level > -90):
-        return np.zeros(len(level), dtype=bool)
-    loud = np.percentile(level[level > -90], 95)
-    active = level > max(loud + threshold_db, -60.0)
-    active = binary_closing(active, structure=np.ones(15, bool))  # 150 ms
-    return binary_opening(active, structure=np.ones(3, bool))  # drop 30 ms blips
+    voice = np.asarray(voice, dtype=np.float32)
+    return _activity(_frame_levels(array_reader(voice), len(voice), sample_rate), threshold_db)
 
 
 def transcript_activity(segments: Sequence[tuple[float, float]], n_frames: int) -> np.ndarray:
@@ -95,10 +82,12 @@ def transcript_activity(segments: Sequence[tuple[float, float]], n_frames: int) 
     return active
 
 
-def duck_gain(active: np.ndarray, params: MixParams, n_samples: int, sample_rate: int):
-    """Per-sample music gain: 1 in pauses, ``duck_db`` under speech, smoothed with attack and
-    release, and shifted two attack times earlier (a look-ahead), so it is down as words start."""
+def _duck_envelope(active: np.ndarray, params: MixParams) -> np.ndarray:
+    """The music's ducking gain at FRAME_S resolution: 1 in pauses, ``duck_db`` under speech,
+    smoothed with attack and release, and shifted two attack times earlier (a look-ahead)."""
     target = np.where(active, 10 ** (params.duck_db / 20), 1.0)
+    if not len(target):
+        return np.ones(1)
     lead = int(round(2 * params.attack_ms / 1000 / FRAME_S))
     if lead:  # look ahead: the target seen `lead` frames early
         target = np.minimum(target, np.concatenate([target[lead:], np.full(lead, target[-1])]))
@@ -110,12 +99,74 @@ def duck_gain(active: np.ndarray, params: MixParams, n_samples: int, sample_rate
         coeff = attack if goal < level else release
         level = goal + coeff * (level - goal)
         gain[i] = level
-    times = (np.arange(len(gain)) + 0.5) * FRAME_S * sample_rate
-    out = np.empty(n_samples, dtype=np.float32)
-    for start in range(0, n_samples, 1 << 20):  # in blocks: np.interp works in float64
-        stop = min(start + (1 << 20), n_samples)
-        out[start:stop] = np.interp(np.arange(start, stop), times, gain)
+    return gain
+
+
+def _envelope_reader(envelope: np.ndarray, sample_rate: int, scale: float = 1.0) -> Reader:
+    """Samples ``lo .. hi`` of a FRAME_S-resolution envelope (values at the frames' centres),
+    linearly interpolated and held flat beyond the first and last centres, as ``np.interp``
+    would, but without its search: the frames are evenly spaced."""
+    hop = FRAME_S * sample_rate
+    values = (np.asarray(envelope, dtype=np.float64) * scale).astype(np.float32)
+    values = np.concatenate([values, values[-1:]])  # so that the last frame has a successor
+
+    def read(lo: int, hi: int) -> np.ndarray:
+        # Positions in frames relative to a frame near lo, so that float32 stays exact enough.
+        base = int(lo // hop)
+        position = np.arange(hi - lo, dtype=np.float32)
+        position += np.float32(lo - base * hop + 0.5)
+        position /= np.float32(hop)
+        position -= np.float32(0.5)  # 0 at frame base's centre
+        np.clip(position, -base, len(values) - 2 - base, out=position)
+        index = np.floor(position).astype(np.int64)
+        position -= index  # the fraction of the way to the next frame
+        index += base
+        start = values[index]
+        return start + position * (values[index + 1] - start)
+
+    return read
+
+
+def duck_gain(active: np.ndarray, params: MixParams, n_samples: int, sample_rate: int):
+    """Per-sample music gain: 1 in pauses, ``duck_db`` under speech, smoothed with attack and
+    release, and shifted two attack times earlier (a look-ahead), so it is down as words start."""
+    return _collect(_envelope_reader(_duck_envelope(active, params), sample_rate), n_samples)
+
+
+# --------------------------------------------------------------------------- signals
+
+Reader = Callable[[int, int], np.ndarray]  # samples lo .. hi, float32; zeros outside the signal
+CHUNK = 1 << 18  # samples processed at a time (6 s at 44.1 kHz): memory stays bounded
+
+
+def array_reader(audio: np.ndarray) -> Reader:
+    """A :data:`Reader` over an array (``(samples,)`` or ``(channels, samples)``); what it
+    returns may be a view of the array: never write to it."""
+    audio = np.asarray(audio, dtype=np.float32)
+    n = audio.shape[-1]
+
+    def read(lo: int, hi: int) -> np.ndarray:
+        if 0 <= lo and hi <= n:
+            view = audio[..., lo:hi]
+            view.flags.writeable = False
+            return view
+        out = np.zeros((*audio.shape[:-1], max(hi - lo, 0)), np.float32)
+        start, stop = max(lo, 0), min(hi, n)
+        if stop > start:
+            out[..., start - lo : stop - lo] = audio[..., start:stop]
+        return out
+
+    return read
+
+
+def _collect(read: Reader, n: int) -> np.ndarray:
+    out = np.empty(n, np.float32)
+    for lo in range(0, n, CHUNK):
+        out[lo : min(lo + CHUNK, n)] = read(lo, min(lo + CHUNK, n))
     return out
+
+
+# --------------------------------------------------------------------------- loudness
 
 
 def loudness(
@@ -132,17 +183,79 @@ def loudness(
     optional per-sample gain, applied on the fly (the product is never stored).
     """
     channels = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    block = int(round(0.4 * sample_rate))  # one gating block
-    if channels.shape[1] < block:
-        channels = np.pad(channels, ((0, 0), (0, block - channels.shape[1])))
-        gain = None if gain is None else np.pad(gain, (0, block - len(gain)))
-    total = copies * sum(_block_power(channel, sample_rate, gain) for channel in channels)
+    meters = []
+    for channel in channels:
+        if gain is None:
+            read = array_reader(channel)
+        else:
+            read = _product(array_reader(channel), array_reader(gain))
+        meters.append(_measured(read, channel.shape[-1], sample_rate))
+    return _integrated(sum(m.block_powers() for m in meters) * copies)
+
+
+def stream_loudness(read: Reader, n: int, sample_rate: int, copies: int = 1) -> float:
+    """:func:`loudness` of a mono signal given as a :data:`Reader` of ``n`` samples."""
+    return _integrated(_measured(read, n, sample_rate).block_powers() * copies)
+
+
+def _product(a: Reader, b: Reader) -> Reader:
+    return lambda lo, hi: a(lo, hi) * b(lo, hi)
+
+
+def _measured(read: Reader, n: int, sample_rate: int) -> _Meter:
+    meter = _Meter(n, sample_rate)
+    for lo in range(0, meter.n, CHUNK):
+        meter.feed(read(lo, min(lo + CHUNK, meter.n)))
+    return meter
+
+
+def _integrated(total: np.ndarray) -> float:
+    """BS.1770 gating of 400 ms block powers (absolute -70 LUFS, then relative -10 LU)."""
     gated = total[-0.691 + 10 * np.log10(total + 1e-30) > -70.0]  # absolute gate
     if gated.size == 0:
         return float("-inf")
     relative = -0.691 + 10 * np.log10(gated.mean()) - 10.0
     kept = gated[-0.691 + 10 * np.log10(gated) > relative]
     return float(-0.691 + 10 * np.log10(kept.mean()))
+
+
+class _Meter:
+    """K-weighted power of every 400 ms gating block of one channel (pyloudnorm's block
+    boundaries), as sums of four 100 ms sub-blocks, fed a piece at a time in order."""
+
+    def __init__(self, n: int, sample_rate: int) -> None:
+        from scipy.signal import sosfilt_zi
+
+        self.sample_rate = sample_rate
+        self.n = max(n, int(round(0.4 * sample_rate)))  # shorter: padded to one block
+        seconds = self.n / sample_rate
+        self.n_blocks = int(np.round((seconds - 0.4) / 0.1)) + 1  # 400 ms every 100 ms
+        ticks = (0.1 * np.arange(self.n_blocks + 4) * sample_rate).astype(np.int64)
+        self.edges = np.minimum(ticks, self.n)
+        self.sos = _k_sos(sample_rate)
+        self.state = np.zeros_like(sosfilt_zi(self.sos), dtype=np.float32)
+        self.sub = np.zeros(self.n_blocks + 3)
+        self.pos = 0
+
+    def feed(self, piece: np.ndarray) -> None:
+        from scipy.signal import sosfilt
+
+        lo, hi = self.pos, self.pos + len(piece)
+        self.pos = hi
+        weighted, self.state = sosfilt(self.sos, piece, zi=self.state)
+        if not len(piece):
+            return
+        first = int(np.searchsorted(self.edges, lo, "right")) - 1  # the sub-block lo is in
+        inside = self.edges[(self.edges > lo) & (self.edges < hi)] - lo  # later ones that start
+        sums = np.add.reduceat(np.square(weighted), np.concatenate([[0], inside]))
+        sums = sums[: len(self.sub) - first]  # samples after the last block's end do not count
+        self.sub[first : first + len(sums)] += sums
+
+    def block_powers(self) -> np.ndarray:
+        sub, n = self.sub, self.n_blocks
+        return (sub[:n] + sub[1 : n + 1] + sub[2 : n + 2] + sub[3 : n + 3]) / (
+            0.4 * self.sample_rate
+        )
 
 
 @functools.lru_cache(maxsize=4)
@@ -154,33 +267,11 @@ def _k_sos(sample_rate: int) -> np.ndarray:
     return np.asarray(sos, dtype=np.float32)
 
 
-def _n_blocks(n_samples: int, sample_rate: int) -> int:
-    seconds = n_samples / sample_rate
-    return int(np.round((seconds - 0.4) / 0.1)) + 1  # 400 ms blocks every 100 ms
+# --------------------------------------------------------------------------- true peak
 
-
-def _block_power(channel: np.ndarray, sample_rate: int, gain: np.ndarray | None) -> np.ndarray:
-    """Mean square of every 400 ms gating block of the K-weighted channel (pyloudnorm's block
-    boundaries), as sums of four 100 ms sub-blocks, filtered a chunk at a time."""
-    from scipy.signal import sosfilt, sosfilt_zi
-
-    n_blocks = _n_blocks(len(channel), sample_rate)
-    edges = np.minimum((0.1 * np.arange(n_blocks + 4) * sample_rate).astype(np.int64), len(channel))
-    sos = _k_sos(sample_rate)
-    state = np.zeros_like(sosfilt_zi(sos), dtype=np.float32)
-    sub = np.zeros(n_blocks + 3)
-    step = 600  # sub-blocks (60 s) filtered at a time
-    for first in range(0, n_blocks + 3, step):
-        lo, hi = edges[first], edges[min(first + step, n_blocks + 3)]
-        piece = channel[lo:hi] if gain is None else channel[lo:hi] * gain[lo:hi]
-        weighted, state = sosfilt(sos, piece, zi=state)
-        bounds = edges[first : first + step + 1] - lo
-        squares = np.square(weighted, dtype=np.float32)
-        sums = np.add.reduceat(squares, bounds[:-1]) if len(squares) else np.zeros(0)
-        sums[bounds[:-1] == bounds[1:]] = 0.0  # reduceat gives an element for empty ranges
-        sub[first : first + len(sums)] = sums
-    blocks = sub[:n_blocks] + sub[1 : n_blocks + 1] + sub[2 : n_blocks + 2] + sub[3 : n_blocks + 3]
-    return blocks / (0.4 * sample_rate)
+_PEAK_BLOCK = 256  # samples oversampled together around loud samples
+_PEAK_CONTEXT = 16  # samples of context either side (half the interpolation filter is 10)
+_INTERPOLATOR_TAPS = 81  # the 4x interpolation filter (scipy's resample_poly design)
 
 
 def true_peak(audio: np.ndarray, floor_db: float = -9.0) -> float:
@@ -189,45 +280,39 @@ def true_peak(audio: np.ndarray, floor_db: float = -9.0) -> float:
     Only stretches whose sample peak is above ``floor_db`` are oversampled (inter-sample peaks
     exceed sample peaks by a few dB at most); below that the sample peak is returned.
     """
-    peak = max(float(np.max(chunk)) for _, chunk in _peak_chunks(audio, 10 ** (floor_db / 20)))
+    audio = np.asarray(audio, dtype=np.float32)
+    read, n = array_reader(audio), audio.shape[-1]
+    floor = 10 ** (floor_db / 20)
+    peak = 0.0
+    for lo in range(0, max(n, 1), CHUNK):
+        hi = min(lo + CHUNK, n)
+        local = read(lo - _PEAK_CONTEXT, hi + _PEAK_CONTEXT)
+        peak = max(peak, float(np.max(_peaks(local, floor), initial=0.0)))
     return 20 * float(np.log10(peak + 1e-12))
 
 
-_PEAK_BLOCK = 256  # samples oversampled together around loud samples
-_PEAK_CONTEXT = 16  # samples of context either side (half the interpolation filter is 10)
-_PEAK_CHUNK = 4096 * _PEAK_BLOCK  # samples processed at a time: memory stays bounded
-_INTERPOLATOR_TAPS = 81  # the 4x interpolation filter (scipy's resample_poly design)
-
-
-def _peak_chunks(audio: np.ndarray, floor: float):
-    """Yield ``(start, peaks)`` chunk by chunk: per sample, the largest absolute value of the
-    4x oversampled signal around it, computed where the sample peak exceeds ``floor``
-    (elsewhere the sample value itself)."""
-    channels = audio if audio.ndim == 2 else audio[None]
-    n = channels.shape[1]
-    for start in range(0, max(n, 1), _PEAK_CHUNK):
-        stop = min(start + _PEAK_CHUNK, n)
-        lo, hi = max(start - _PEAK_CONTEXT, 0), min(stop + _PEAK_CONTEXT, n)
-        local = np.zeros((len(channels), _PEAK_CHUNK + 2 * _PEAK_CONTEXT), np.float32)
-        local[:, _PEAK_CONTEXT - (start - lo) : _PEAK_CONTEXT + (hi - start)] = channels[:, lo:hi]
-        yield start, _local_peaks(local, stop - start, floor)
-
-
-def _local_peaks(local: np.ndarray, length: int, floor: float) -> np.ndarray:
-    """Oversampled peaks of the ``length`` samples after the context of ``local``."""
+def _peaks(local: np.ndarray, floor: float) -> np.ndarray:
+    """Per sample of ``local`` without its :data:`_PEAK_CONTEXT` samples at either end: the
+    largest absolute value of the 4x oversampled signal around it (of any channel), computed
+    where a block's sample peak exceeds ``floor`` (elsewhere the sample value itself)."""
     from scipy.signal import upfirdn
 
-    inner = local[:, _PEAK_CONTEXT : _PEAK_CONTEXT + _PEAK_CHUNK]
+    channels = local if local.ndim == 2 else local[None]
+    length = channels.shape[1] - 2 * _PEAK_CONTEXT
+    padded = -(-length // _PEAK_BLOCK) * _PEAK_BLOCK
+    if padded > length:
+        channels = np.pad(channels, ((0, 0), (0, padded - length)))
+    inner = channels[:, _PEAK_CONTEXT : _PEAK_CONTEXT + padded]
     peaks = np.abs(inner).max(axis=0)
-    loud = np.flatnonzero(peaks.reshape(-1, _PEAK_BLOCK).max(axis=1) > floor)
-    width = _PEAK_BLOCK + 2 * _PEAK_CONTEXT
+    blocks = peaks.reshape(-1, _PEAK_BLOCK)
+    loud = np.flatnonzero(blocks.max(axis=1) > floor)
     if len(loud):
-        starts = loud * _PEAK_BLOCK  # in `local` these are the context starts
-        windows = local[:, starts[:, None] + np.arange(width)]  # (channels, blocks, width)
+        width = _PEAK_BLOCK + 2 * _PEAK_CONTEXT
+        starts = loud * _PEAK_BLOCK  # in `channels` these are the context starts
+        windows = channels[:, starts[:, None] + np.arange(width)]  # (channels, blocks, width)
         delay = (_INTERPOLATOR_TAPS - 1) // 2  # the filter's delay, in oversampled samples
         up = upfirdn(_interpolator(), windows, OVERSAMPLE, axis=-1)[..., delay : delay + width * 4]
         up = np.abs(up).max(axis=0).reshape(len(loud), width, OVERSAMPLE).max(axis=2)
-        blocks = peaks.reshape(-1, _PEAK_BLOCK)
         blocks[loud] = np.maximum(blocks[loud], up[:, _PEAK_CONTEXT : _PEAK_CONTEXT + _PEAK_BLOCK])
     return peaks[:length]
 
@@ -242,57 +327,197 @@ def _interpolator() -> np.ndarray:
     return (taps * OVERSAMPLE).astype(np.float32)
 
 
+class _PeakMeter:
+    """The true peak of a signal fed a piece at a time, each with the samples after it."""
+
+    def __init__(self, floor_db: float = -9.0) -> None:
+        self.floor = 10 ** (floor_db / 20)
+        self.before = np.zeros(_PEAK_CONTEXT, np.float32)
+        self.peak = 0.0
+
+    def feed(self, piece: np.ndarray, after: np.ndarray) -> None:
+        local = np.concatenate([self.before, piece, after])
+        self.peak = max(self.peak, float(np.max(_peaks(local, self.floor), initial=0.0)))
+        self.before = np.concatenate([self.before, piece])[-_PEAK_CONTEXT:]
+
+    def db(self) -> float:
+        return 20 * float(np.log10(self.peak + 1e-12))
+
+
+# --------------------------------------------------------------------------- limiter
+
+LOOKAHEAD_MS = 1.5  # the limiter's gain ramps in over this before a peak, and out after it
+
+
 def limiter_gain(
-    audio: np.ndarray, sample_rate: int, ceiling_db: float, lookahead_ms: float = 1.5
+    audio: np.ndarray, sample_rate: int, ceiling_db: float, lookahead_ms: float = LOOKAHEAD_MS
 ) -> np.ndarray:
     """Per-sample gain of a look-ahead brick-wall limiter on true peaks: the reduction ramps
     in over ``lookahead_ms`` before a peak and out over the same time after it."""
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+    audio = np.asarray(audio, dtype=np.float32)
+    limited = _Limited(array_reader(audio), 1.0, sample_rate, ceiling_db, lookahead_ms)
+    return _collect(limited.gain, audio.shape[-1])
 
-    ceiling = np.float32(10 ** (ceiling_db / 20))
-    needed = np.ones(audio.shape[-1], dtype=np.float32)
-    for start, peaks in _peak_chunks(audio, ceiling * 10 ** (-6 / 20)):
-        np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12), out=needed[start : start + len(peaks)])
-    if np.all(needed >= 1.0):
-        return np.ones(len(needed), dtype=np.float32)
-    half = max(int(lookahead_ms / 1000 * sample_rate), 1)
-    # Every sample within `half` of a peak is at most that peak's gain; averaging over a
-    # window of `half` then cannot exceed it, and removes the steps. In chunks (with margins
-    # wider than both filters) so that the temporaries stay small.
-    out, margin = np.empty_like(needed), 2 * half + 2
-    for start in range(0, len(needed), _PEAK_CHUNK):
-        lo = max(start - margin, 0)
-        stop = min(start + _PEAK_CHUNK, len(needed))
-        piece = minimum_filter1d(needed[lo : stop + margin], size=2 * half + 1)
-        piece = uniform_filter1d(piece, size=half + 1)
-        out[start:stop] = piece[start - lo : stop - lo]
-    return out
+
+class _Limited:
+    """A signal times ``scale``, through the look-ahead true-peak limiter, read piece by piece:
+    each piece is computed from the signal around it (margins wider than the limiter's
+    filters and the oversampling context), so the pieces join exactly."""
+
+    def __init__(
+        self, read: Reader, scale: float, sample_rate: int, ceiling_db: float,
+        lookahead_ms: float = LOOKAHEAD_MS,
+    ) -> None:  # fmt: skip
+        self.read, self.scale = read, np.float32(scale)
+        self.ceiling = np.float32(10 ** (ceiling_db / 20))
+        self.half = max(int(lookahead_ms / 1000 * sample_rate), 1)
+        self.margin = 2 * self.half + 2
+
+    def pieces(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(signal x scale, limiter gain)`` for samples ``lo .. hi``."""
+        from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+        reach = self.margin + _PEAK_CONTEXT
+        wide = self.read(lo - reach, hi + reach) * self.scale
+        signal = wide[reach : reach + hi - lo]
+        peaks = _peaks(wide, self.ceiling * 10 ** (-6 / 20))  # wide without the context
+        needed = np.minimum(1.0, self.ceiling / np.maximum(peaks, 1e-12))
+        if np.all(needed >= 1.0):
+            return signal, np.ones(hi - lo, np.float32)
+        # Every sample within `half` of a peak is at most that peak's gain; averaging over a
+        # window of `half` then cannot exceed it, and removes the steps.
+        smooth = minimum_filter1d(needed.astype(np.float32), size=2 * self.half + 1)
+        smooth = uniform_filter1d(smooth, size=self.half + 1)
+        return signal, smooth[self.margin : self.margin + hi - lo]
+
+    def gain(self, lo: int, hi: int) -> np.ndarray:
+        return self.pieces(lo, hi)[1] * self.scale
+
+    def __call__(self, lo: int, hi: int) -> np.ndarray:
+        signal, gain = self.pieces(lo, hi)
+        return signal * gain
+
+
+def _normalised(
+    read: Reader, n: int, sample_rate: int, target_lufs: float, ceiling_db: float, copies: int
+) -> _Limited:
+    """``read`` scaled to ``target_lufs`` and limited to true peaks of at most ``ceiling_db``:
+    the scale is corrected (the limiter lowers the loudness a little) until within 0.1 LU.
+    Silence stays as it is."""
+    current = stream_loudness(read, n, sample_rate, copies)
+    limited = _Limited(read, 1.0, sample_rate, ceiling_db - 0.05)
+    scale = 1.0
+    for _ in range(3):
+        if not np.isfinite(current):
+            break
+        scale *= 10 ** ((target_lufs - current) / 20)
+        limited = _Limited(read, scale, sample_rate, ceiling_db - 0.05)
+        current = stream_loudness(limited, n, sample_rate, copies)
+        if abs(current - target_lufs) < 0.1:
+            break
+    return limited
 
 
 def normalise(
     audio: np.ndarray, sample_rate: int, target_lufs: float, ceiling_db: float, copies: int = 1
 ) -> np.ndarray:
     """Per-sample gain that brings ``audio`` to ``target_lufs`` with true peaks at most
-    ``ceiling_db``: a loudness gain, then the limiter, corrected (the limiter lowers the
-    loudness a little) until within 0.1 LU. All ones for silence. ``copies`` as in
-    :func:`loudness`."""
-    gain = np.ones(audio.shape[-1], dtype=np.float32)
-    current = loudness(audio, sample_rate, copies)
-    for _ in range(3):
-        if not np.isfinite(current):
-            break
-        gain *= np.float32(10 ** ((target_lufs - current) / 20))
-        gain *= limiter_gain(audio * gain, sample_rate, ceiling_db - 0.05)
-        current = loudness(audio, sample_rate, copies, gain=gain)
-        if abs(current - target_lufs) < 0.1:
-            break
-    return gain
+    ``ceiling_db``: a loudness gain, then the limiter, the gain corrected until within
+    0.1 LU. All ones for silence. ``copies`` as in :func:`loudness`."""
+    audio = np.asarray(audio, dtype=np.float32)
+    n = audio.shape[-1]
+    limited = _normalised(array_reader(audio), n, sample_rate, target_lufs, ceiling_db, copies)
+    return _collect(limited.gain, n)
 
 
-def _level(audio: np.ndarray, sample_rate: int, lufs: float) -> np.float32:
-    """The gain that brings ``audio`` to ``lufs`` (1 for silence)."""
-    current = loudness(audio, sample_rate)
-    return np.float32(1.0 if not np.isfinite(current) else 10 ** ((lufs - current) / 20))
+# --------------------------------------------------------------------------- the mix
+
+
+def _level(read: Reader, n: int, sample_rate: int, lufs: float) -> float:
+    """The gain that brings a signal to ``lufs`` (1 for silence)."""
+    current = stream_loudness(read, n, sample_rate)
+    return 1.0 if not np.isfinite(current) else float(10 ** ((lufs - current) / 20))
+
+
+class _Mixer:
+    """The mix of two mono signals of ``n`` samples, computed a piece at a time."""
+
+    def __init__(
+        self, voice: Reader, music: Reader, n: int, sample_rate: int, params: MixParams,
+        segments: Sequence[tuple[float, float]],
+    ) -> None:  # fmt: skip
+        self.voice, self.music, self.n, self.rate = voice, music, n, sample_rate
+        self.channels = params.channels
+        n_frames = int(np.ceil(n / (FRAME_S * sample_rate)))
+        self.speech = np.zeros(n_frames, dtype=bool)
+        if params.activity in ("voice", "both"):
+            found = _activity(_frame_levels(voice, n, sample_rate), params.voice_threshold_db)
+            self.speech[: len(found)] |= found
+        if params.activity in ("transcript", "both"):
+            self.speech |= transcript_activity(segments, n_frames)
+        speech_lufs = stream_loudness(voice, n, sample_rate)
+        level = 1.0
+        if np.isfinite(speech_lufs):
+            level = _level(music, n, sample_rate, speech_lufs + params.music_db)
+        self.music_gain = _envelope_reader(_duck_envelope(self.speech, params), sample_rate, level)
+        self.out = _normalised(
+            self.combined, n, sample_rate, params.target_lufs, params.true_peak_db,
+            params.channels,
+        )  # fmt: skip
+
+    def combined(self, lo: int, hi: int) -> np.ndarray:
+        """Voice plus ducked music, before loudness normalisation."""
+        inside_lo, inside_hi = max(lo, 0), min(hi, self.n)
+        out = np.zeros(max(hi - lo, 0), np.float32)
+        if inside_hi > inside_lo:
+            music = self.music(inside_lo, inside_hi) * self.music_gain(inside_lo, inside_hi)
+            out[inside_lo - lo : inside_hi - lo] = self.voice(inside_lo, inside_hi) + music
+        return out
+
+    def pieces(self):
+        """``(lo, hi, mix, gain)`` for every piece in order (``gain``: the normalisation's),
+        measuring the mix on the way: :attr:`loudness_lufs` and :attr:`true_peak_db` are
+        the whole mix's once the pieces are exhausted."""
+        self._meter, self._peaks = _Meter(self.n, self.rate), _PeakMeter()
+        for lo in range(0, self.n, CHUNK):
+            hi = min(lo + CHUNK, self.n)
+            signal, gain = self.out.pieces(lo, hi)
+            signal *= gain
+            self._meter.feed(signal)
+            self._peaks.feed(signal, after=self.out(hi, hi + _PEAK_CONTEXT))
+            yield lo, hi, signal, gain * self.out.scale
+
+    @property
+    def loudness_lufs(self) -> float:
+        return _integrated(self._meter.block_powers() * self.channels)
+
+    @property
+    def true_peak_db(self) -> float:
+        return self._peaks.db()
+
+
+def _frame_levels(read: Reader, n: int, sample_rate: int) -> np.ndarray:
+    """RMS in dB of every FRAME_S frame."""
+    hop = int(FRAME_S * sample_rate)
+    step = hop * (CHUNK // hop)
+    levels = []
+    for lo in range(0, n - n % hop, step):
+        hi = min(lo + step, n - n % hop)
+        frames = read(lo, hi).reshape(-1, hop)
+        ms = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / hop  # no big copy
+        levels.append(10 * np.log10(ms + 1e-20))
+    return np.concatenate(levels) if levels else np.zeros(0)
+
+
+def _activity(level: np.ndarray, threshold_db: float) -> np.ndarray:
+    from scipy.ndimage import binary_closing, binary_opening
+
+    if not np.any(level > -90):
+        return np.zeros(len(level), dtype=bool)
+    loud = np.percentile(level[level > -90], 95)
+    active = level > max(loud + threshold_db, -60.0)
+    active = binary_closing(active, structure=np.ones(15, bool))  # 150 ms
+    return binary_opening(active, structure=np.ones(3, bool))  # drop 30 ms blips
 
 
 def mix(
@@ -305,33 +530,63 @@ def mix(
     """Mix mono ``voice`` and ``music`` of the same length (see the module docstring).
 
     ``segments`` are the transcript's ``(start_s, end_s)``, used for speech activity when
-    ``params.activity`` is ``"transcript"`` or ``"both"``.
+    ``params.activity`` is ``"transcript"`` or ``"both"``. :func:`mix_files` does the same
+    from files to a file, in bounded memory.
     """
     params = params or MixParams()
     if voice.shape != music.shape or voice.ndim != 1:
         raise InputError(f"voice {voice.shape} and music {music.shape} must be mono, same length")
-    n_frames = int(np.ceil(len(voice) / (FRAME_S * sample_rate)))
-    active = np.zeros(n_frames, dtype=bool)
-    if params.activity in ("voice", "both"):
-        found = voice_activity(voice, sample_rate, params.voice_threshold_db)
-        active[: len(found)] |= found
-    if params.activity in ("transcript", "both"):
-        active |= transcript_activity(segments, n_frames)
-    speech_lufs = loudness(voice, sample_rate)
-    level = np.float32(1.0)
-    if np.isfinite(speech_lufs):
-        level = _level(music, sample_rate, speech_lufs + params.music_db)
-    music_gain = duck_gain(active, params, len(music), sample_rate)
-    music_gain *= level
-    combined = voice + music * music_gain  # mono; played on params.channels identical channels
-    gain = normalise(
-        combined, sample_rate, params.target_lufs, params.true_peak_db, params.channels
-    )
-    combined *= gain
-    music_gain *= gain
+    n = len(voice)
+    mixer = _Mixer(array_reader(voice), array_reader(music), n, sample_rate, params, segments)
+    combined, voice_gain = np.empty(n, np.float32), np.empty(n, np.float32)
+    for lo, hi, piece, gain in mixer.pieces():
+        combined[lo:hi], voice_gain[lo:hi] = piece, gain
+    music_gain = _collect(mixer.music_gain, n) * voice_gain
     return MixResult(
-        mix=np.broadcast_to(combined, (params.channels, len(combined))), music_gain=music_gain,
-        voice_gain=gain, speech=active,
-        loudness_lufs=loudness(combined, sample_rate, params.channels),
-        true_peak_db=true_peak(combined),
+        mix=np.broadcast_to(combined, (params.channels, n)), music_gain=music_gain,
+        voice_gain=voice_gain, speech=mixer.speech, loudness_lufs=mixer.loudness_lufs,
+        true_peak_db=mixer.true_peak_db,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MixSummary:
+    """What :func:`mix_files` measured of the mix it wrote."""
+
+    path: Path
+    speech: np.ndarray  # (frames,) bool, speech activity at FRAME_S resolution
+    loudness_lufs: float
+    true_peak_db: float
+
+
+def mix_files(
+    voice_path: str | os.PathLike[str],
+    music_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    n_samples: int,
+    params: MixParams | None = None,
+    segments: Sequence[tuple[float, float]] = (),
+) -> MixSummary:
+    """:func:`mix` from a voice and a music file (WAV or FLAC, the same sample rate; each cut
+    or padded with silence to ``n_samples``) to a PCM WAV ``out_path``, written atomically.
+
+    Memory stays bounded whatever the length: every pass reads the files a piece at a time
+    (the speech activity and the ducking envelope, 100 values a second, are all it keeps).
+    """
+    from videobgm.media import AudioReader, write_audio_blocks
+
+    params = params or MixParams()
+    with AudioReader(voice_path, n_samples) as voice, AudioReader(music_path, n_samples) as music:
+        if voice.sample_rate != music.sample_rate:
+            raise InputError(
+                f"{voice_path} is at {voice.sample_rate} Hz but {music_path} at "
+                f"{music.sample_rate} Hz"
+            )
+        rate = voice.sample_rate
+        mixer = _Mixer(voice, music, n_samples, rate, params, segments)
+        blocks = (piece for _, _, piece, _ in mixer.pieces())
+        write_audio_blocks(out_path, blocks, rate, params.channels)
+    return MixSummary(
+        path=Path(out_path), speech=mixer.speech,
+        loudness_lufs=mixer.loudness_lufs, true_peak_db=mixer.true_peak_db,
     )  # fmt: skip

@@ -363,15 +363,13 @@ class _Job:
         key = _key("mix", voice_key, compose_key, transcript_key, dataclasses.asdict(params))
 
         def work() -> None:
-            from videobgm.mix import mix
+            from videobgm.mix import mix_files
             from videobgm.transcribe import load_transcript
 
-            voice = _fit(media.decode_audio(self.folder / "voice.wav", SAMPLE_RATE), self.n_samples)
+            voice = self.folder / "voice.wav"
             segments = [(s.start, s.end) for s in load_transcript(self.folder / "transcript.json")]
             for bgm_path, out in zip(self._variant_paths("bgm", ".wav"), outs, strict=True):
-                music = _fit(media.decode_audio(bgm_path, SAMPLE_RATE), self.n_samples)
-                result = mix(voice, music, SAMPLE_RATE, params, segments)
-                media.write_audio(out, result.mix, SAMPLE_RATE)
+                mix_files(voice, bgm_path, out, self.n_samples, params, segments)
 
         return self.stages.run("mix", key, outs, work)
 
