@@ -176,3 +176,21 @@ def test_cli_folder_with_one_corrupt_file(tmp_path, capsys):
     assert status == 1
     assert "1 done, 1 failed" in out and "b.mp4" in out
     assert (folder / "videobgm" / "a.videobgm.mp4").exists()
+
+
+def test_waveform_envelope_from_a_file_matches_the_array(tmp_path):
+    """The report's waveform is drawn from the WAV a piece at a time: the same minima and
+    maxima as from the whole array, and every sample inside some bin's range."""
+    from videobgm.plots.pipeline import waveform_envelope
+
+    rng = np.random.default_rng(3)
+    audio = (rng.standard_normal(44100 * 20) * 0.2).clip(-1, 1).astype(np.float32)
+    path = media.write_audio(tmp_path / "a.wav", audio, 44100)
+    stored = media.AudioReader(path)(0, len(audio))
+    times, low, high = waveform_envelope(path, 44100, bins=700)
+    t2, low2, high2 = waveform_envelope(stored, 44100, bins=700)
+    assert np.array_equal(low, low2) and np.array_equal(high, high2) and np.allclose(times, t2)
+    width = len(audio) // 700
+    assert len(times) == 700 and times[-1] < 20.0
+    assert np.all(low <= stored[: 700 * width].reshape(700, width).min(axis=1))
+    assert np.all(high >= stored[: 700 * width].reshape(700, width).max(axis=1))

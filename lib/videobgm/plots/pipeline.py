@@ -13,16 +13,34 @@ from videobgm.plots.emotion import EMOTION_COLORS
 _BINS = 1500  # columns of a drawn waveform envelope
 
 
-def _envelope(ax, audio: np.ndarray, sample_rate: int, color: str, label: str) -> None:
-    bins = max(1, min(_BINS, audio.size))
-    usable = audio[: audio.size - audio.size % bins].reshape(bins, -1)
-    times = (np.arange(bins) + 0.5) * usable.shape[1] / sample_rate
-    ax.fill_between(times, usable.min(axis=1), usable.max(axis=1), color=color, lw=0, label=label)
+def waveform_envelope(audio, sample_rate: int, bins: int = _BINS):
+    """``(times_s, low, high)``: the minimum and maximum of each of ``bins`` equal stretches of
+    mono audio, an array or a WAV/FLAC path (read a piece at a time, so an hour-long file costs
+    no more memory than a short one)."""
+    from videobgm import media
+
+    if isinstance(audio, np.ndarray):
+        return _min_max(lambda lo, hi: audio[lo:hi], audio.size, sample_rate, bins)
+    with media.AudioReader(audio) as read:
+        return _min_max(read, read.length, read.sample_rate, bins)
 
 
-def plot_run(spans, voice: np.ndarray, music: np.ndarray, sample_rate: int, title: str = ""):
+def _min_max(read, n: int, sample_rate: int, bins: int):
+    bins = max(1, min(bins, n))
+    width = max(n // bins, 1)
+    low, high = np.zeros(bins, np.float32), np.zeros(bins, np.float32)
+    per_read = max(1, (1 << 18) // width)  # bins read at a time
+    for first in range(0, bins, per_read):
+        last = min(first + per_read, bins)
+        block = read(first * width, last * width).reshape(last - first, width)
+        low[first:last], high[first:last] = block.min(axis=1), block.max(axis=1)
+    return (np.arange(bins) + 0.5) * width / sample_rate, low, high
+
+
+def plot_run(spans, voice, music, sample_rate: int = 44100, title: str = ""):
     """The timeline as coloured bands over the waveforms of the isolated voice and the new
-    music: where the music follows the emotions, and where the words are."""
+    music (arrays at ``sample_rate``, or WAV/FLAC paths): where the music follows the
+    emotions, and where the words are."""
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(
@@ -34,9 +52,12 @@ def plot_run(spans, voice: np.ndarray, music: np.ndarray, sample_rate: int, titl
                  fontsize=8)  # fmt: skip
     top.set_yticks([])
     top.set_title(title or "emotion timeline, voice and new music")
-    _envelope(bottom, music, sample_rate, "tab:orange", "new music")
-    _envelope(bottom, voice, sample_rate, "0.25", "voice")
-    bottom.set_xlim(0, len(voice) / sample_rate)
+    end = spans[-1].end if spans else 0.0  # the timeline covers the whole video
+    for audio, color, label in ((music, "tab:orange", "new music"), (voice, "0.25", "voice")):
+        times, low, high = waveform_envelope(audio, sample_rate)
+        bottom.fill_between(times, low, high, color=color, lw=0, label=label)
+        end = max(end, float(times[-1]))
+    bottom.set_xlim(0, end)
     bottom.set_xlabel("time (s)")
     bottom.set_yticks([])
     bottom.legend(loc="upper right", fontsize=8, frameon=False)
@@ -48,13 +69,11 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
     """``report.md`` and ``timeline.png`` in a run folder, from the files the stages wrote."""
     import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
 
-    from videobgm import media, paths, timeline_io
+    from videobgm import paths, timeline_io
 
     spans = timeline_io.load_timeline(folder / "timeline.json")
-    voice = media.decode_audio(folder / "voice.wav", 22050)
     bgm = sorted(folder.glob("bgm*.wav"))
-    music_audio = media.decode_audio(bgm[0], 22050)[: len(voice)]
-    fig = plot_run(spans, voice, np.pad(music_audio, (0, len(voice) - len(music_audio))), 22050)
+    fig = plot_run(spans, folder / "voice.wav", bgm[0])
     with paths.atomic_output(figure) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -75,12 +94,12 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
 
 def plot_result(result, title: str = ""):
     """:func:`plot_run` of a finished run (first variant), from its files."""
-    from videobgm import media, timeline_io
+    from videobgm import timeline_io
 
     spans = timeline_io.load_timeline(result.timeline["json"])
-    voice = media.decode_audio(result.voice, 22050)
-    music = media.decode_audio(result.bgm[0], 22050)[: len(voice)]
-    return plot_run(spans, voice, music, 22050, title or f"{result.input.name}: {result.music}")
+    return plot_run(
+        spans, result.voice, result.bgm[0], title=title or f"{result.input.name}: {result.music}"
+    )
 
 
 def clip_images(result, count: int = 6) -> list:
