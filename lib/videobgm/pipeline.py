@@ -312,12 +312,12 @@ class _Job:
         out = self.folder / "voice.wav"
 
         def work() -> None:
-            from videobgm.separate import separate
+            from videobgm.separate import separate_file
 
-            audio = self._audio()
+            # Decoded, separated and written chunk by chunk (silence when there is no audio).
             model = "tiny" if self.separator == "demucs" and self.profile.offline else None
-            voice = separate(audio, SAMPLE_RATE, self.separator, model=model, device=self.device)
-            media.write_audio(out, voice, SAMPLE_RATE)
+            separate_file(self.source, out, self.n_samples, SAMPLE_RATE, self.separator,
+                          model=model, device=self.device)  # fmt: skip
 
         return self.stages.run("separate", key, [out], work)
 
