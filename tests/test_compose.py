@@ -16,7 +16,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from videobgm import cli, compose, compose_plan, synth
+from videobgm import cli, compose, compose_plan, synth, synth_instruments
 from videobgm.compose_plan import SILENCE
 from videobgm.errors import InputError
 
@@ -252,3 +252,127 @@ def test_riffusion_backend_variants_in_one_pass_exact_length_images_and_regenera
     # generated one at a time, so they do not depend on the other variant's clips)
     again = compose.regenerate(written["plan"])
     assert np.array_equal(again.audio, tracks[1].audio)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def reference_stitch(plan: compose_plan.Plan, clips) -> np.ndarray:
+    """The track as one overlap-add on a full-length array, limited and faded out whole (what
+    stitching did before it streamed)."""
+    n = plan.clip_samples
+    out = np.zeros(max(plan.clips[-1].start_sample + n, plan.samples), np.float32)
+    first_fade = min(round(plan.fade_in_s * RATE), n)
+    for index, (clip, audio) in enumerate(zip(plan.clips, clips, strict=True)):
+        gain = np.ones(n, np.float32)
+        fade_in = clip.fade_in if index else first_fade
+        if fade_in:
+            gain[:fade_in] = compose.equal_power(fade_in)[0]
+        if clip.fade_out:
+            gain[n - clip.fade_out :] *= compose.equal_power(clip.fade_out)[1]
+        out[clip.start_sample : clip.start_sample + n] += gain * audio
+    out = synth_instruments.limit(out[: plan.samples]).astype(np.float32)
+    fade = min(plan.samples, round(plan.fade_out_s * RATE))
+    ramp = 0.5 * (1 + np.cos(np.pi * np.arange(1, fade + 1) / max(fade, 1)))
+    out[len(out) - fade :] *= ramp.astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("duration", "neutral", "options"),
+    [(52.0, "music", {}), (47.3, "silence", {"fade_out_s": 7.5}), (3.0, "music", {})],
+)
+def test_streamed_stitching_is_the_same_track_as_one_overlap_add(duration, neutral, options):
+    plan = compose_plan.make_plan(STORY, duration, neutral=neutral, **options)
+    assert any(c.change_sample is not None for c in plan.clips) or duration < 5
+    clips = compose.procedural_clips(plan)
+    expected = reference_stitch(plan, clips)
+    np.testing.assert_array_equal(compose.stitch(plan, clips), expected)
+    blocks = list(compose.stitch_blocks(plan, compose.iter_procedural_clips(plan)))
+    assert all(b.dtype == np.float32 and b.ndim == 1 and len(b) <= 2 * CLIP for b in blocks)
+    assert len(blocks) >= len(plan.clips) - 1
+    np.testing.assert_array_equal(np.concatenate(blocks), expected)
+
+
+def test_stitching_needs_clips_in_order_of_their_start():
+    plan = compose_plan.make_plan(STORY, 20.0)
+    swapped = dataclasses.replace(plan, clips=(plan.clips[1], plan.clips[0], *plan.clips[2:]))
+    with pytest.raises(ValueError, match="order"):
+        compose.stitch(swapped, compose.procedural_clips(swapped))
+
+
+def test_stitching_a_plan_with_gaps_and_clips_past_the_end():
+    """Hand-edited plans: no clip plays in a gap (silence), and clips past the end are cut."""
+    plan = compose_plan.make_plan(STORY, 20.0)
+    moved = [dataclasses.replace(c, start_sample=c.start_sample + i * CLIP)
+             for i, c in enumerate(plan.clips)]  # fmt: skip
+    gapped = dataclasses.replace(plan, clips=tuple(moved))
+    clips = compose.procedural_clips(gapped)
+    streamed = compose.stitch(gapped, iter(clips))
+    np.testing.assert_array_equal(streamed, reference_stitch(gapped, clips))
+    gap = slice(moved[0].start_sample + CLIP, moved[1].start_sample)
+    assert gap.stop - gap.start > RATE and not np.any(streamed[gap])
+    assert moved[-1].start_sample > gapped.samples
+
+
+def test_compose_to_files_writes_what_compose_and_write_write(tmp_path):
+    options = {"variants": 2, "seed": 3, "neutral": "silence", "progress": False}
+    outputs = [tmp_path / "streamed" / "bgm-1.wav", tmp_path / "streamed" / "bgm-2.wav"]
+    written = compose.compose_to_files(STORY, 31.5, outputs, procedural_images=True, **options)
+    tracks = compose.compose(STORY, 31.5, procedural_images=True, **options)
+    for track, files, name in zip(tracks, written, ("bgm-1", "bgm-2"), strict=True):
+        whole = compose.write(track, tmp_path / "whole" / f"{name}.wav")
+        assert files["audio"] == tmp_path / "streamed" / f"{name}.wav"
+        assert sf.info(files["audio"]).frames == round(31.5 * RATE)
+        assert files["audio"].read_bytes() == whole["audio"].read_bytes()
+        assert files["plan"].read_text() == whole["plan"].read_text()
+        pngs = sorted(p.name for p in files["images"].glob("*.png"))
+        assert pngs == sorted(p.name for p in whole["images"].glob("*.png")) and pngs
+    with pytest.raises(InputError, match="2 tracks"):
+        compose.compose_to_files(STORY, 31.5, outputs[:1], **options)
+
+
+def test_riffusion_clips_are_stitched_and_written_in_blocks_too(tmp_path, monkeypatch):
+    """render_to_files writes riffusion tracks as write() writes their Compositions (the
+    batched generation is stood in for by fixed clips and images)."""
+    from PIL import Image
+
+    plans = compose.plan_tracks(STORY, 26.0, music="riffusion", profile="tiny", variants=2)
+    rng = np.random.default_rng(0)
+    made = [
+        ([(0.3 * rng.standard_normal(CLIP)).astype(np.float32) for _ in plan.clips],
+         [Image.new("L", (8, 8), i) if i % 2 else None for i in range(len(plan.clips))])
+        for plan in plans
+    ]  # fmt: skip
+    monkeypatch.setattr(compose, "_riffusion_render", lambda *args: list(made))
+    outputs = [tmp_path / "bgm-1.wav", tmp_path / "bgm-2.wav"]
+    written = compose.render_to_files(plans, outputs, progress=False)
+    for plan, (clips, images), files in zip(plans, made, written, strict=True):
+        track = compose.Composition(compose.stitch(plan, clips), plan, tuple(images))
+        whole = compose.write(track, tmp_path / "whole" / files["audio"].name)
+        assert files["audio"].read_bytes() == whole["audio"].read_bytes()
+        assert files["plan"].read_text() == whole["plan"].read_text()
+        assert len(list(files["images"].glob("*.png"))) == len(clips) // 2
+
+
+def test_write_stream_memory_does_not_grow_with_the_length(tmp_path):
+    """A six-minute track is written holding a few clips, as a three-minute one is."""
+    import tracemalloc
+
+    minute = ((0, 25, "joy"), (25, 35, SILENCE), (35, 60, "sadness"))  # the same every minute
+    timeline = spans(*((a + 60 * m, b + 60 * m, e) for m in range(6) for a, b, e in minute))
+    plans = {m: compose_plan.make_plan(timeline, 60.0 * m) for m in (3, 6)}
+    for plan in plans.values():  # the synthesiser's caches fill (bounded: lru_cache)
+        compose.write_stream(plan, tmp_path / "warm.wav")
+    peaks = {}
+    for minutes, plan in plans.items():
+        tracemalloc.start()
+        try:
+            compose.write_stream(plan, tmp_path / f"bgm-{minutes}.wav")
+            peaks[minutes] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert sf.info(tmp_path / f"bgm-{minutes}.wav").frames == plan.samples
+    three_minutes = 3 * 60 * RATE * 4  # bytes of a three-minute track as float32
+    assert peaks[6] - peaks[3] < 0.05 * three_minutes, peaks
+    assert peaks[6] < 0.5 * three_minutes, peaks

@@ -73,3 +73,98 @@ def test_demucs_backend_through_the_real_loader(voice):
 def test_unknown_separator():
     with pytest.raises(InputError, match="unknown separator 'magic'"):
         separate.separate(np.zeros(10, np.float32), RATE, "magic")
+
+
+# --------------------------------------------------------------------------- streaming
+
+SMALL = separate.SpectralParams(chunk_s=2.0, overlap_s=0.5)  # several chunks in a few seconds
+
+
+def blocks_of(audio: np.ndarray, size: int):
+    return (audio[..., start : start + size] for start in range(0, audio.shape[-1], size))
+
+
+@pytest.fixture(scope="module")
+def mixed(voice):
+    return mixture(voice[: int(7.3 * RATE)], "joy", 0.0)
+
+
+@pytest.mark.parametrize("size", [1000, RATE, 2 * RATE + 1, 30 * RATE])
+def test_streaming_separation_equals_the_whole_audio_for_any_block_size(mixed, size):
+    whole = separate.separate(mixed, RATE, "spectral", SMALL)
+    streamed = list(separate.separate_stream(blocks_of(mixed, size), RATE, "spectral", SMALL))
+    assert all(block.dtype == np.float32 and block.ndim == 1 for block in streamed)
+    np.testing.assert_array_equal(np.concatenate(streamed), whole)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 2.0, 2.0 + 1 / RATE, 3.5])
+def test_streaming_separation_around_the_chunk_length(mixed, seconds):
+    """One chunk, exactly one, one sample more, and a last chunk barely past the overlap."""
+    audio = mixed[: round(seconds * RATE)]
+    streamed = separate.separate_stream(blocks_of(audio, 4410), RATE, "spectral", SMALL)
+    np.testing.assert_array_equal(
+        np.concatenate(list(streamed)), separate.separate(audio, RATE, "spectral", SMALL)
+    )
+
+
+def test_streaming_stereo_blocks_and_none(mixed):
+    stereo = np.stack([mixed, 0.5 * mixed])
+    for method in ("spectral", "none"):
+        streamed = separate.separate_stream(blocks_of(stereo, 12345), RATE, method, SMALL)
+        expected = separate.separate(stereo, RATE, method, SMALL)
+        np.testing.assert_array_equal(np.concatenate(list(streamed)), expected)
+    assert list(separate.separate_stream([], RATE, "spectral")) == []
+    with pytest.raises(InputError, match="unknown separator"):
+        separate.separate_stream([mixed], RATE, "magic")
+
+
+def read_wav(path) -> np.ndarray:
+    import soundfile as sf
+
+    audio, rate = sf.read(path, dtype="float32")
+    assert rate == RATE and audio.ndim == 1
+    return audio
+
+
+@pytest.mark.parametrize("seconds", [2.5, 4.0])
+def test_separate_file_is_cut_or_padded_to_exactly_n_samples(tmp_path, mixed, seconds):
+    source = media.write_audio(tmp_path / "in.flac", mixed[: 3 * RATE], RATE)
+    n = round(seconds * RATE)
+    out = separate.separate_file(source, tmp_path / "voice.wav", n, RATE, "spectral", SMALL)
+    voice = read_wav(out)
+    assert len(voice) == n
+    decoded = media.decode_audio(source, RATE)
+    fitted = np.pad(decoded, (0, max(n - len(decoded), 0)))[:n]
+    expected = separate.separate(fitted, RATE, "spectral", SMALL)
+    np.testing.assert_allclose(voice, np.clip(expected, -1, 1), atol=1.5 / 32768)
+
+
+def test_separate_file_of_a_video_without_audio_is_silence(tmp_path, make_video):
+    video = make_video(2.0, audio=False)
+    out = separate.separate_file(video, tmp_path / "voice.wav", 2 * RATE + 7, RATE, "spectral")
+    voice = read_wav(out)
+    assert len(voice) == 2 * RATE + 7 and not np.any(voice)
+
+
+def test_separate_file_memory_does_not_grow_with_the_length(tmp_path):
+    """Three minutes of audio need no more memory than one: one chunk is held at a time."""
+    import tracemalloc
+
+    params = SMALL
+    rng = np.random.default_rng(0)
+    separate.separate(np.zeros(3 * RATE, np.float32), RATE, "spectral", params)  # imports
+    peaks = {}
+    for minutes in (1, 3):
+        noise = (0.1 * rng.standard_normal(10 * RATE, np.float32) for _ in range(6 * minutes))
+        source = media.write_audio_blocks(tmp_path / f"in-{minutes}.wav", noise, RATE)
+        n = minutes * 60 * RATE
+        tracemalloc.start()
+        try:
+            separate.separate_file(source, tmp_path / "voice.wav", n, RATE, "spectral", params)
+            peaks[minutes] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(read_wav(tmp_path / "voice.wav")) == n
+    two_minutes_of_audio = 2 * 60 * RATE * 4  # bytes of float32
+    assert peaks[3] - peaks[1] < 0.1 * two_minutes_of_audio, peaks
+    assert peaks[3] < 0.5 * 3 * 60 * RATE * 4, peaks

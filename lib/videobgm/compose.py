@@ -18,6 +18,11 @@ variant 0 of seed s + k). A track's plan, written as JSON beside it, regenerates
 (:func:`regenerate`): bit for bit with the procedural backend, and with riffusion on the same
 device, model files and batch size (on the CPU the batch size is 1, so clips do not depend on
 their batch-mates).
+
+Stitching streams (:func:`stitch_blocks`): each clip is added as it arrives and the track
+before it is finished and passed on, so :func:`compose_to_files` writes a procedural track of
+any length holding a few clips at a time (riffusion's clips come from one batched pass and are
+held, but are stitched and written the same way). :func:`compose` returns whole tracks.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,18 +83,59 @@ def compose(
     each exactly ``round(duration_s * 44100)`` samples long. Extra keyword arguments go to
     :func:`videobgm.compose_plan.make_plan` (``crossfade_beats``, ``clips_per_prompt``,
     ``fade_out_s``, ``prompts``)."""
+    plans = plan_tracks(
+        timeline, duration_s, music=music, variants=variants, seed=seed, neutral=neutral,
+        profile=profile, steps=steps, batch_size=batch_size, lora_scale=lora_scale,
+        device=device, **plan_options,
+    )  # fmt: skip
+    return render(plans, device=device, progress=progress, procedural_images=procedural_images)
+
+
+def compose_to_files(
+    timeline: Iterable[Any],
+    duration_s: float,
+    outputs: Sequence[str | os.PathLike[str]],
+    *,
+    device: str | None = None,
+    progress: bool = True,
+    procedural_images: bool = False,
+    **options: Any,
+) -> list[dict[str, Path]]:
+    """:func:`compose` and :func:`write` in one, streamed (:func:`render_to_files`): track
+    ``k`` goes to ``outputs[k]`` (one path per variant) with its plan and images beside it.
+    ``options`` are :func:`compose`'s. Returns what :func:`write` returns, per track."""
+    plans = plan_tracks(timeline, duration_s, device=device, **options)
+    return render_to_files(plans, outputs, device, progress, procedural_images)
+
+
+def plan_tracks(
+    timeline: Iterable[Any],
+    duration_s: float,
+    *,
+    music: str = "procedural",
+    variants: int = 1,
+    seed: int = 0,
+    neutral: str = "music",
+    profile: str | ModelProfile = "auto",
+    steps: int | None = None,
+    batch_size: int | None = None,
+    lora_scale: float = 1.0,
+    device: str | None = None,
+    **plan_options: Any,
+) -> list[Plan]:
+    """The plans of ``variants`` tracks with seeds ``seed, seed + 1, ...``; extra keyword
+    arguments go to :func:`videobgm.compose_plan.make_plan`."""
     if music not in BACKENDS:
         raise InputError(f"music must be one of {', '.join(BACKENDS)}, not {music!r}")
     if isinstance(variants, bool) or not isinstance(variants, int) or variants < 1:
         raise InputError(f"variants must be a positive integer, not {variants!r}")
     spans = list(timeline)
     settings = _riffusion_settings(profile, steps, batch_size, lora_scale, device, music)
-    plans = [
+    return [
         make_plan(spans, duration_s, backend=music, seed=seed + k, neutral=neutral,
                   riffusion=settings, **plan_options)
         for k in range(variants)
     ]  # fmt: skip
-    return render(plans, device=device, progress=progress, procedural_images=procedural_images)
 
 
 def regenerate(
@@ -128,6 +174,41 @@ def render(
     return out  # type: ignore[return-value]
 
 
+def render_to_files(
+    plans: Sequence[Plan],
+    outputs: Sequence[str | os.PathLike[str]],
+    device: str | None = None,
+    progress: bool = True,
+    procedural_images: bool = False,
+) -> list[dict[str, Path]]:
+    """:func:`render` and :func:`write` in one, each track streamed to its output
+    (:func:`write_stream`): procedural clips are made one at a time (with
+    ``procedural_images``, each clip's image is written as it is made); riffusion plans share
+    one batched generation pass whose clips are held until their track is written."""
+    if len(outputs) != len(plans):
+        raise InputError(f"{len(plans)} tracks need {len(plans)} output paths, not {len(outputs)}")
+    out: list[dict[str, Path] | None] = [None] * len(plans)
+    riff = [i for i, p in enumerate(plans) if p.backend == "riffusion"]
+    for i, plan in enumerate(plans):
+        if plan.backend == "procedural":
+            path = Path(outputs[i])
+            clips = iter_procedural_clips(plan)
+            if procedural_images:
+                clips = _saving_images(clips, _images_folder(path))
+            written = write_stream(plan, path, clips)
+            if procedural_images:
+                written["images"] = _images_folder(path)
+            out[i] = written
+        elif plan.backend not in BACKENDS:
+            raise InputError(f"plan backend must be one of {', '.join(BACKENDS)}")
+    if riff:
+        results = _riffusion_render([plans[i] for i in riff], device, progress)
+        for i in riff:
+            clips, images = results.pop(0)  # each track's clips are let go once written
+            out[i] = write_stream(plans[i], outputs[i], clips, images)
+    return out  # type: ignore[return-value]
+
+
 # --------------------------------------------------------------------------- clips
 
 
@@ -162,7 +243,12 @@ def _emotion(keyframe: Keyframe | None) -> str:
 def procedural_clips(plan: Plan) -> list[np.ndarray]:
     """Every clip of a plan as the procedural backend plays it, before stitching (read-only
     arrays of ``plan.clip_samples``)."""
-    return [_procedural_clip(plan, clip) for clip in plan.clips]
+    return list(iter_procedural_clips(plan))
+
+
+def iter_procedural_clips(plan: Plan) -> Iterator[np.ndarray]:
+    """:func:`procedural_clips` one at a time, each made when it is asked for."""
+    return (_procedural_clip(plan, clip) for clip in plan.clips)
 
 
 def _procedural_clip(plan: Plan, clip: PlannedClip) -> np.ndarray:
@@ -307,32 +393,80 @@ def equal_power(length: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sin(phase).astype(np.float32), np.cos(phase).astype(np.float32)
 
 
-def stitch(plan: Plan, clips: Sequence[np.ndarray]) -> np.ndarray:
+def stitch(plan: Plan, clips: Iterable[np.ndarray]) -> np.ndarray:
     """Overlap-add the clips at their places with equal-power crossfades; fade in, limit,
-    fade out; exactly ``plan.samples`` samples (mono float32)."""
+    fade out; exactly ``plan.samples`` samples (mono float32). The whole track at once:
+    :func:`stitch_blocks` gives it block by block."""
+    out = np.empty(plan.samples, np.float32)
+    done = 0
+    for block in stitch_blocks(plan, clips):
+        out[done : done + len(block)] = block
+        done += len(block)
+    return out
+
+
+def stitch_blocks(plan: Plan, clips: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """:func:`stitch` as a stream of mono float32 blocks, ``plan.samples`` in all. Clips come
+    in plan order (so by start); each is added as it arrives, and the track before its
+    start, which no later clip reaches, is limited, faded and yielded. Holds about one clip of
+    the track whatever its length; ``clips`` may be a generator."""
     n = plan.clip_samples
-    last = plan.clips[-1].start_sample + n
-    out = np.zeros(max(last, plan.samples), np.float32)
     first_fade = min(round(plan.fade_in_s * plan.sample_rate), n)
+    finish = _finisher(plan)
+    track = np.zeros(0, np.float32)  # the sum of the clips so far, from sample `done` on
+    done = 0
     for index, (clip, audio) in enumerate(zip(plan.clips, clips, strict=True)):
         if len(audio) != n:
             raise ValueError(f"clip {index} has {len(audio)} samples, not {n}")
-        gain = np.ones(n, np.float32)
-        fade_in = clip.fade_in if index else first_fade
-        if fade_in:
-            gain[:fade_in] = equal_power(fade_in)[0]
-        if clip.fade_out:
-            gain[n - clip.fade_out :] *= equal_power(clip.fade_out)[1]
-        out[clip.start_sample : clip.start_sample + n] += gain * audio
-    out = ins.limit(out[: plan.samples]).astype(np.float32)
-    return _fade_out(out, plan.fade_out_s, plan.sample_rate)
+        if clip.start_sample < done:
+            raise ValueError(f"clip {index} starts before clip {index - 1}; need plan order")
+        track, done = yield from _emit(track, done, min(clip.start_sample, plan.samples), n, finish)
+        gain = _clip_gain(n, clip.fade_in if index else first_fade, clip.fade_out)
+        offset = clip.start_sample - done
+        if len(track) < offset + n:
+            track = np.concatenate([track, np.zeros(offset + n - len(track), np.float32)])
+        track[offset : offset + n] += gain * audio
+    yield from _emit(track, done, plan.samples, n, finish)  # the last clip's rest
 
 
-def _fade_out(audio: np.ndarray, seconds: float, sample_rate: int) -> np.ndarray:
-    n = min(len(audio), round(max(seconds, 0.0) * sample_rate))
-    if n:
-        audio[-n:] *= (0.5 * (1 + np.cos(np.pi * np.arange(1, n + 1) / n))).astype(np.float32)
-    return audio
+def _emit(track: np.ndarray, done: int, until: int, n: int, finish: Callable):
+    """Yield the finished track from sample ``done`` (``track[0]``) to ``until``, in blocks of
+    at most ``n`` or what ``track`` holds, silence where it ends (where no clip plays).
+    Returns the rest of ``track`` and the new ``done``."""
+    while done < until:
+        size = min(until - done, max(len(track), n))
+        block = track[:size] if len(track) >= size else np.pad(track, (0, size - len(track)))
+        yield finish(block, done)
+        track, done = track[size:], done + size
+    return track, done
+
+
+def _clip_gain(n: int, fade_in: int, fade_out: int) -> np.ndarray:
+    gain = np.ones(n, np.float32)
+    if fade_in:
+        gain[:fade_in] = equal_power(fade_in)[0]
+    if fade_out:
+        gain[n - fade_out :] *= equal_power(fade_out)[1]
+    return gain
+
+
+def _finisher(plan: Plan) -> Callable[[np.ndarray, int], np.ndarray]:
+    """``finish(block, start)``: the soft limiter, and the track's raised-cosine fade-out over
+    its last ``plan.fade_out_s`` where the block (starting at sample ``start``) reaches it."""
+    length = min(plan.samples, round(max(plan.fade_out_s, 0.0) * plan.sample_rate))
+    fade_start = plan.samples - length
+    ramp = (0.5 * (1 + np.cos(np.pi * np.arange(1, length + 1) / max(length, 1)))).astype(
+        np.float32
+    )
+
+    def finish(block: np.ndarray, start: int) -> np.ndarray:
+        out = ins.limit(block).astype(np.float32)
+        begin = max(start, fade_start)
+        if begin < start + len(out):
+            out[begin - start :] *= ramp[begin - fade_start : start + len(out) - fade_start]
+        return out
+
+    return finish
 
 
 # --------------------------------------------------------------------------- clicks
@@ -421,22 +555,66 @@ def write(composition: Composition, output: str | os.PathLike[str]) -> dict[str,
     """Write the track (``bgm.wav``, 44.1 kHz), its plan (``bgm.plan.json``) and its clip
     images (``bgm.clips/clip-000.png`` ...), each atomically. Returns what was written."""
     from videobgm.media import write_audio
-    from videobgm.paths import atomic_output
 
     path = Path(output)
     written = {"audio": write_audio(path, composition.audio, composition.plan.sample_rate)}
+    return written | _write_beside(composition.plan, path, composition.images)
+
+
+def write_stream(
+    plan: Plan,
+    output: str | os.PathLike[str],
+    clips: Iterable[np.ndarray] | None = None,
+    images: Sequence[Any] | None = None,
+) -> dict[str, Path]:
+    """:func:`write` for a track stitched block by block as it is written
+    (:func:`stitch_blocks`), never whole: ``clips`` in plan order (default: the procedural
+    backend's, each made when the writer reaches it) and, optionally, their ``images``."""
+    from videobgm.media import write_audio_blocks
+
+    path = Path(output)
+    clips = iter_procedural_clips(plan) if clips is None else clips
+    blocks = stitch_blocks(plan, clips)
+    written = {"audio": write_audio_blocks(path, blocks, plan.sample_rate)}
+    return written | _write_beside(plan, path, images)
+
+
+def _write_beside(plan: Plan, path: Path, images: Sequence[Any] | None) -> dict[str, Path]:
+    """The plan (``<stem>.plan.json``) and the clip images (``<stem>.clips/``) of a track."""
+    from videobgm.paths import atomic_output
+
     plan_path = path.with_name(f"{path.stem}.plan.json")
     with atomic_output(plan_path) as tmp:
-        tmp.write_text(json.dumps(composition.plan.to_dict(), indent=1), encoding="utf-8")
-    written["plan"] = plan_path
-    if composition.images:
-        folder = path.with_name(f"{path.stem}.clips")
-        for index, image in enumerate(composition.images):
+        tmp.write_text(json.dumps(plan.to_dict(), indent=1), encoding="utf-8")
+    written = {"plan": plan_path}
+    if images:
+        folder = _images_folder(path)
+        for index, image in enumerate(images):
             if image is not None:
-                with atomic_output(folder / f"clip-{index:03d}.png") as tmp:
-                    image.save(tmp)
+                _save_image(image, folder, index)
         written["images"] = folder
     return written
+
+
+def _images_folder(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.clips")
+
+
+def _save_image(image: Any, folder: Path, index: int) -> None:
+    from videobgm.paths import atomic_output
+
+    with atomic_output(folder / f"clip-{index:03d}.png") as tmp:
+        image.save(tmp)
+
+
+def _saving_images(clips: Iterable[np.ndarray], folder: Path) -> Iterator[np.ndarray]:
+    """The clips, each one's image (as :func:`_images_of` makes it) written on the way."""
+    from videobgm import spectrogram
+
+    for index, clip in enumerate(clips):
+        if np.any(clip):
+            _save_image(spectrogram.image_from_audio(clip), folder, index)
+        yield clip
 
 
 # --------------------------------------------------------------------------- command line

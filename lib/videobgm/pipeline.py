@@ -312,12 +312,12 @@ class _Job:
         out = self.folder / "voice.wav"
 
         def work() -> None:
-            from videobgm.separate import separate
+            from videobgm.separate import separate_file
 
-            audio = self._audio()
+            # Decoded, separated and written chunk by chunk (silence when there is no audio).
             model = "tiny" if self.separator == "demucs" and self.profile.offline else None
-            voice = separate(audio, SAMPLE_RATE, self.separator, model=model, device=self.device)
-            media.write_audio(out, voice, SAMPLE_RATE)
+            separate_file(self.source, out, self.n_samples, SAMPLE_RATE, self.separator,
+                          model=model, device=self.device)  # fmt: skip
 
         return self.stages.run("separate", key, [out], work)
 
@@ -344,14 +344,12 @@ class _Job:
             from videobgm import timeline_io
 
             spans = timeline_io.load_timeline(self.folder / "timeline.json")
-            tracks = compose.compose(
-                spans, self.info.duration_s, music=self.music, variants=s.variants, seed=s.seed,
-                neutral="silence" if s.neutral_policy == "silence" else "music",
+            compose.compose_to_files(  # stitched and written block by block
+                spans, self.info.duration_s, bgm, music=self.music, variants=s.variants,
+                seed=s.seed, neutral="silence" if s.neutral_policy == "silence" else "music",
                 profile=self.profile, steps=s.steps, device=self.device,
                 progress=self.stages.progress,
             )  # fmt: skip
-            for track, path in zip(tracks, bgm, strict=True):
-                compose.write(track, path)
 
         return self.stages.run("compose", key, bgm + plans, work)
 

@@ -13,11 +13,16 @@ Three backends (the original project used Spleeter's two stems):
 - ``none``: the original audio as it is (the new music is then only ducked under it).
 
 All take and return float32 audio at the given sample rate; the voice comes back mono.
+:func:`separate_stream` does the same on audio that arrives block by block, and
+:func:`separate_file` from a media file to a WAV: ``spectral`` and ``none`` then hold one chunk
+at a time, so memory does not grow with the video's length (``demucs`` holds the whole audio).
 """
 
 from __future__ import annotations
 
 import functools
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,7 @@ from videobgm.errors import InputError
 
 SEPARATORS = ("spectral", "demucs", "none")
 TINY_DEMUCS_NAME = "tiny_htdemucs"  # bag name inside the local demucs repository
+DECODE_BLOCK_S = 10.0  # s of audio :func:`separate_file` decodes at a time
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,7 @@ def separate(
     ``method`` is one of :data:`SEPARATORS`; ``model`` names the demucs model (default
     ``htdemucs``) and ``device`` where it runs.
     """
-    if method not in SEPARATORS:
-        raise InputError(f"unknown separator {method!r}; choose one of {', '.join(SEPARATORS)}")
+    _check_method(method)
     mono = np.asarray(audio, dtype=np.float32)
     if method == "demucs":
         return separate_demucs(mono, sample_rate, model or "htdemucs", device)
@@ -75,6 +80,85 @@ def separate(
     if method == "none":
         return mono.copy()
     return separate_spectral(mono, sample_rate, params or SpectralParams())
+
+
+def separate_stream(
+    blocks: Iterable[np.ndarray],
+    sample_rate: int,
+    method: str = "spectral",
+    params: SpectralParams | None = None,
+    model: str | None = None,
+    device: str | None = None,
+) -> Iterator[np.ndarray]:
+    """:func:`separate` on audio that arrives in blocks of any sizes (``(samples,)`` or
+    ``(channels, samples)`` each, mixed to mono): yields the voice as mono float32 blocks, in
+    all as many samples as came in, equal to :func:`separate` of the whole audio.
+
+    ``spectral`` holds one chunk and its overlap at a time and ``none`` one block; ``demucs``
+    gathers the whole audio first (its model splits long audio itself, but needs all of it).
+    """
+    _check_method(method)
+    if method == "demucs":
+        return _demucs_stream(blocks, sample_rate, model or "htdemucs", device)
+    if method == "none":
+        return (_mono(block).copy() for block in blocks)
+    return _spectral_stream(blocks, sample_rate, params or SpectralParams())
+
+
+def separate_file(
+    source: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    n_samples: int,
+    sample_rate: int,
+    method: str = "spectral",
+    params: SpectralParams | None = None,
+    model: str | None = None,
+    device: str | None = None,
+) -> Path:
+    """The voice of a media file's audio (mono at ``sample_rate``, padded with silence or cut
+    to exactly ``n_samples``; all silence when the file has no audio stream), written as a
+    16-bit WAV or FLAC to ``out_path`` (atomically). Decoding, separation and writing are
+    streamed (see :func:`separate_stream`). Returns the path written."""
+    from videobgm import media
+
+    _check_method(method)
+    has_audio = media.probe(source).has_audio
+    decoded = media.iter_audio(source, sample_rate, chunk_s=DECODE_BLOCK_S) if has_audio else None
+    try:
+        audio = fit_blocks(decoded or (), n_samples)
+        voice = separate_stream(audio, sample_rate, method, params, model, device)
+        return media.write_audio_blocks(out_path, voice, sample_rate)
+    finally:
+        if decoded is not None:  # stops ffmpeg at once when the audio runs past n_samples
+            decoded.close()
+
+
+def fit_blocks(
+    blocks: Iterable[np.ndarray], n_samples: int, block: int = 1 << 20
+) -> Iterator[np.ndarray]:
+    """Mono blocks cut, or followed by silence (in blocks of at most ``block`` samples), so
+    that they hold exactly ``n_samples`` in all."""
+    left = n_samples
+    for data in blocks:
+        if left <= 0:
+            break
+        data = _mono(data)[:left]
+        left -= len(data)
+        yield data
+    while left > 0:
+        size = min(left, block)
+        left -= size
+        yield np.zeros(size, np.float32)
+
+
+def _check_method(method: str) -> None:
+    if method not in SEPARATORS:
+        raise InputError(f"unknown separator {method!r}; choose one of {', '.join(SEPARATORS)}")
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    data = np.asarray(block, dtype=np.float32)
+    return data.mean(axis=0) if data.ndim == 2 else data
 
 
 # --------------------------------------------------------------------------- quality
@@ -104,20 +188,69 @@ def mix_at_snr(voice: np.ndarray, background: np.ndarray, snr_db: float) -> np.n
 
 def separate_spectral(audio: np.ndarray, sample_rate: int, params: SpectralParams) -> np.ndarray:
     """Spectral-mask voice isolation of mono audio, chunk by chunk with crossfades."""
+    pieces = list(_spectral_stream([audio], sample_rate, params))
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
+def _spectral_stream(
+    blocks: Iterable[np.ndarray], sample_rate: int, params: SpectralParams
+) -> Iterator[np.ndarray]:
+    """The spectral separator on a stream. Audio no longer than one chunk is modelled whole;
+    longer audio in chunks of ``chunk_s`` starting every ``chunk_s - overlap_s``, as long as a
+    chunk starts before the last ``overlap_s``; each chunk's head crossfades (equal-sum) with
+    the previous chunk's tail. A chunk's audio is pulled from ``blocks`` only once the
+    previous chunk is done, and everything before its overlap is yielded by then."""
     chunk = int(params.chunk_s * sample_rate)
     overlap = int(params.overlap_s * sample_rate)
-    if len(audio) <= chunk:
-        return _separate_chunk(audio, sample_rate, params)
-    out = np.zeros(len(audio), dtype=np.float32)
-    fade_in = np.sin(0.5 * np.pi * np.linspace(0, 1, overlap, dtype=np.float32)) ** 2
     step = chunk - overlap
-    for start in range(0, len(audio) - overlap, step):
-        piece = _separate_chunk(audio[start : start + chunk], sample_rate, params)
-        if start > 0:  # equal-sum crossfade with the previous chunk's tail
+    fade_in = np.sin(0.5 * np.pi * np.linspace(0, 1, overlap, dtype=np.float32)) ** 2
+    fade_out = 1.0 - fade_in
+    pending = _Pending(blocks)
+    audio = pending.head(chunk + 1)  # one sample more than a chunk: is there a next one?
+    if len(audio) <= chunk:
+        if len(audio):
+            yield _separate_chunk(audio, sample_rate, params)
+        return
+    tail = None
+    while True:
+        piece = _separate_chunk(audio[:chunk], sample_rate, params)
+        if tail is not None:  # equal-sum crossfade with the previous chunk's tail
             piece[:overlap] *= fade_in
-            out[start : start + overlap] *= 1.0 - fade_in
-        out[start : start + len(piece)] += piece
-    return out
+            piece[:overlap] += tail * fade_out
+        if len(audio) <= chunk:  # no chunk starts after this one
+            yield piece
+            return
+        yield piece[:step]
+        tail = piece[step:]
+        pending.drop(step)
+        audio = pending.head(chunk + 1)
+
+
+class _Pending:
+    """The samples of a stream of mono blocks not yet dropped, pulled from it on demand."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]) -> None:
+        self._blocks = iter(blocks)
+        self._parts: list[np.ndarray] = []
+        self._held = 0
+
+    def head(self, n: int) -> np.ndarray:
+        """The first ``n`` samples held (fewer only where the stream ends)."""
+        while self._held < n:
+            block = next(self._blocks, None)
+            if block is None:
+                break
+            block = _mono(block)
+            self._parts.append(block)
+            self._held += len(block)
+        if len(self._parts) != 1:
+            self._parts = [np.concatenate(self._parts or [np.zeros(0, np.float32)])]
+        return self._parts[0][:n]
+
+    def drop(self, n: int) -> None:
+        """Forget the first ``n`` samples (held: :meth:`head` was asked for at least ``n``)."""
+        self._parts = [self.head(self._held)[n:]]
+        self._held = len(self._parts[0])
 
 
 def _separate_chunk(audio: np.ndarray, sample_rate: int, params: SpectralParams) -> np.ndarray:
@@ -179,7 +312,10 @@ def beat_spectrum(magnitude: np.ndarray) -> np.ndarray:
 def separate_demucs(
     audio: np.ndarray, sample_rate: int, model: str = "htdemucs", device: str | None = None
 ) -> np.ndarray:
-    """Vocals from demucs (two stems: vocals and the sum of the others), mono float32."""
+    """Vocals from demucs (two stems: vocals and the sum of the others), mono float32.
+
+    Holds the whole audio (and its resampled copies) in memory; demucs splits it into
+    overlapping segments for the model itself."""
     import torch
     from demucs.apply import apply_model
 
@@ -200,6 +336,17 @@ def separate_demucs(
     return _resample(vocals, bag.samplerate, sample_rate)[..., : stereo.shape[-1]].astype(
         np.float32
     )
+
+
+def _demucs_stream(
+    blocks: Iterable[np.ndarray], sample_rate: int, model: str, device: str | None
+) -> Iterator[np.ndarray]:
+    """:func:`separate_demucs` of the whole stream, gathered first, yielded in blocks."""
+    audio = np.concatenate([_mono(block) for block in blocks] or [np.zeros(0, np.float32)])
+    voice = separate_demucs(audio, sample_rate, model, device)
+    del audio
+    step = 1 << 20
+    yield from (voice[start : start + step] for start in range(0, len(voice), step))
 
 
 def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
