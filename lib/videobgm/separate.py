@@ -188,8 +188,12 @@ def mix_at_snr(voice: np.ndarray, background: np.ndarray, snr_db: float) -> np.n
 
 def separate_spectral(audio: np.ndarray, sample_rate: int, params: SpectralParams) -> np.ndarray:
     """Spectral-mask voice isolation of mono audio, chunk by chunk with crossfades."""
-    pieces = list(_spectral_stream([audio], sample_rate, params))
-    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    out = np.empty(len(audio), np.float32)
+    done = 0
+    for piece in _spectral_stream([audio], sample_rate, params):
+        out[done : done + len(piece)] = piece
+        done += len(piece)
+    return out
 
 
 def _spectral_stream(
