@@ -8,6 +8,12 @@ Each stage writes its outputs atomically into the run folder and records a key: 
 parameters and of the keys of the stages it depends on. A re-run skips every stage whose key
 and outputs are unchanged, so an interrupted run resumes, and an edited timeline recomputes
 only composition, mix and mux. The input file is never written to.
+
+Audio is streamed: separation decodes and writes a chunk at a time, composition overlap-adds
+clips into blocks written as they are final, the mix reads the voice and music files a piece
+at a time, and the report's waveforms are drawn from min/max per bin. Peak memory therefore
+does not grow with the video's length (``make bench``: 611 MiB for 1 minute, 643 MiB for 30,
+of which about 240 MiB are imports; the 40 s separation chunk is the largest working set).
 """
 
 from __future__ import annotations
@@ -321,14 +327,6 @@ class _Job:
 
         return self.stages.run("separate", key, [out], work)
 
-    def _audio(self) -> np.ndarray:
-        """The input's audio, mono at SAMPLE_RATE, exactly the input's duration (silence when
-        the file has no audio stream)."""
-        if not self.info.has_audio:
-            return np.zeros(self.n_samples, np.float32)
-        audio = media.decode_audio(self.source, SAMPLE_RATE)
-        return _fit(audio, self.n_samples)
-
     def compose(self, timeline_key: str) -> str:
         from videobgm import compose, prompts
 
@@ -451,14 +449,6 @@ def _captions_hash(source: Path, sidecar) -> str | None:
 
     captions = find_sidecar(source) if sidecar is None else (sidecar or None)
     return file_hash(captions) if captions else None
-
-
-def _fit(audio: np.ndarray, n_samples: int) -> np.ndarray:
-    """Pad with silence or cut to exactly ``n_samples``."""
-    audio = audio.mean(axis=0) if audio.ndim == 2 else audio
-    if len(audio) >= n_samples:
-        return np.ascontiguousarray(audio[:n_samples], dtype=np.float32)
-    return np.pad(audio, (0, n_samples - len(audio))).astype(np.float32)
 
 
 def _copy(source: Path, target: Path) -> None:
