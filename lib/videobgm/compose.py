@@ -654,7 +654,7 @@ def add_cli(subparsers) -> None:
 
 def _cli_compose(args) -> int:
     if args.plan:
-        results = [regenerate(args.plan)]
+        plans = [read_plan(args.plan)]
     else:
         if not args.timeline:
             raise InputError("give a TIMELINE.json to compose, or --plan to re-render")
@@ -662,14 +662,14 @@ def _cli_compose(args) -> int:
 
         spans = load_timeline(args.timeline, args.duration)  # checked: contiguous, covering
         duration = args.duration if args.duration is not None else spans[-1].end
-        results = compose(
+        plans = plan_tracks(
             spans, duration, music=args.music, variants=args.variants, seed=args.seed,
             neutral=args.neutral, profile=args.profile, steps=args.steps,
-            batch_size=args.batch_size, lora_scale=args.lora_scale, procedural_images=args.images,
+            batch_size=args.batch_size, lora_scale=args.lora_scale,
         )  # fmt: skip
-    for composition, path in zip(results, output_paths(args.output, len(results)), strict=True):
-        written = write(composition, path)
-        plan = composition.plan
-        print(f"{written['audio']}: {plan.duration_s:.3f} s, {len(plan.clips)} clips "
-              f"({plan.backend}, seed {plan.seed}); plan {written['plan']}")  # fmt: skip
+    outputs = output_paths(args.output, len(plans))
+    written = render_to_files(plans, outputs, procedural_images=args.images)  # streamed
+    for plan, files in zip(plans, written, strict=True):
+        print(f"{files['audio']}: {plan.duration_s:.3f} s, {len(plan.clips)} clips "
+              f"({plan.backend}, seed {plan.seed}); plan {files['plan']}")  # fmt: skip
     return 0
