@@ -66,28 +66,17 @@ def compose(
     timeline: Iterable[Any],
     duration_s: float,
     *,
-    music: str = "procedural",
-    variants: int = 1,
-    seed: int = 0,
-    neutral: str = "music",
-    profile: str | ModelProfile = "auto",
-    steps: int | None = None,
-    batch_size: int | None = None,
-    lora_scale: float = 1.0,
     device: str | None = None,
     progress: bool = True,
     procedural_images: bool = False,
-    **plan_options: Any,
+    **options: Any,
 ) -> list[Composition]:
     """``variants`` background-music tracks for ``timeline`` (spans with start, end, emotion),
-    each exactly ``round(duration_s * 44100)`` samples long. Extra keyword arguments go to
-    :func:`videobgm.compose_plan.make_plan` (``crossfade_beats``, ``clips_per_prompt``,
-    ``fade_out_s``, ``prompts``)."""
-    plans = plan_tracks(
-        timeline, duration_s, music=music, variants=variants, seed=seed, neutral=neutral,
-        profile=profile, steps=steps, batch_size=batch_size, lora_scale=lora_scale,
-        device=device, **plan_options,
-    )  # fmt: skip
+    each exactly ``round(duration_s * 44100)`` samples long. ``options`` are
+    :func:`plan_tracks`'s (``music``, ``variants``, ``seed``, ``neutral``, ``profile``,
+    ``steps``, ``batch_size``, ``lora_scale``) and :func:`videobgm.compose_plan.make_plan`'s
+    (``crossfade_beats``, ``clips_per_prompt``, ``fade_out_s``, ``prompts``)."""
+    plans = plan_tracks(timeline, duration_s, device=device, **options)
     return render(plans, device=device, progress=progress, procedural_images=procedural_images)
 
 

@@ -99,17 +99,16 @@ def _codec_clicks(minutes: float) -> dict:
     ours = compose.count_clicks(compose.stitch(plan, clips), plan, clips)
     audio, butted = baselines.original_compose(timeline, render=lambda c: _round_trip(c, decoded))
     theirs = sum(compose.is_click(audio, at) for at in butted)
-    return row(
-        f"clicks at joins, riffusion-like clips, {minutes:g}-minute timeline",
-        "clicks",
-        ours,
-        theirs,
-        kind="quality",
-        bar="0",
-        meets_bar=ours == 0,
-        note=f"every clip through the codec (audio -> image -> audio); ours: "
+    return _click_row(
+        f"riffusion-like clips, {minutes:g}-minute timeline", ours, theirs,
+        f"every clip through the codec (audio -> image -> audio); ours: "
         f"{len(compose.join_points(plan))} joins, baseline: {len(butted)} butted joins",
-    )
+    )  # fmt: skip
+
+
+def _click_row(what: str, ours: int, theirs: int, note: str) -> dict:
+    return row(f"clicks at joins, {what}", "clicks", ours, theirs, kind="quality", bar="0",
+               meets_bar=ours == 0, note=note)  # fmt: skip
 
 
 def _round_trip(clip: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
@@ -136,16 +135,10 @@ def _clicks(track, timeline: list[dict], minutes: float) -> dict:
     joins = compose.join_points(track.plan)
     audio, butted = baselines.original_compose(timeline)
     theirs = sum(compose.is_click(audio, at) for at in butted)
-    return row(
-        f"clicks at joins, {minutes:g}-minute timeline",
-        "clicks",
-        ours,
-        theirs,
-        kind="quality",
-        bar="0",
-        meets_bar=ours == 0,
-        note=f"ours: {len(joins)} joins (clip edges, transition fades), equal-power crossfades "
+    return _click_row(
+        f"{minutes:g}-minute timeline", ours, theirs,
+        f"ours: {len(joins)} joins (clip edges, transition fades), equal-power crossfades "
         f"on the beat; baseline: {len(butted)} butted joins of independently made clips. A "
         f"click: a step that exceeds the largest step within {compose.CLICK_WIDTH} samples by "
         f"more than the clips' own step there plus {compose.CLICK_FRACTION:g} x the 50 ms RMS",
-    )
+    )  # fmt: skip
