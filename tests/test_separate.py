@@ -43,6 +43,16 @@ def test_spectral_separation_improves_si_sdr(voice, emotion, snr_db):
     assert improvement >= 6.0, f"{emotion} at {snr_db} dB: only +{improvement:.1f} dB"
 
 
+def test_spectral_separation_generalises_to_an_unseen_speaker_and_music():
+    """The separator was tuned on the story's voice and the second speaker; on a third speaker
+    saying new text, over every music style with unseen seeds, it still gains +6 dB SI-SDR
+    on average (the bench reports the same figure)."""
+    from videobgm.bench.voice import held_out_separation
+
+    result = held_out_separation()
+    assert result["ours"] >= 6.0, result["note"]
+
+
 def test_spectral_chunks_join_without_seams(voice):
     mixed = mixture(voice, "neutral", 0.0)
     params = separate.SpectralParams(chunk_s=20.0, overlap_s=1.0)  # three chunks

@@ -72,6 +72,13 @@ COLOURS = {  # RGB backgrounds per emotion, for the visuals
 SECOND_SPEAKER = (
     "The river was quiet that evening, and we talked about music until the stars came out."
 )
+HELD_OUT_SPEAKER = (  # never used while tuning the separator: its honest test
+    "Nobody expected the train to be early, so half the village missed it. "
+    "By noon the station master had written three angry letters and eaten two pies. "
+    "Then the baker closed her shop and walked along the tracks, singing to herself. "
+    "Some of the children followed her, counting the sleepers, until the sun went down. "
+    "When the next train finally arrived, it was empty, and everyone laughed about it for years."
+)
 
 
 def espeak(
@@ -94,6 +101,17 @@ def espeak(
         audio, rate = sf.read(wav, dtype="float32")
     audio = resample_poly(audio, SAMPLE_RATE // rate, 1) if rate != SAMPLE_RATE else audio
     return np.asarray(audio, dtype=np.float32)
+
+
+def write_held_out_speech(out_dir: Path) -> Path:
+    """``heldout.flac``: a third speaker (espeak-ng's ``en-us+f3``, higher and faster) saying
+    text nobody tuned on, at espeak-ng's rate, for the separator's held-out evaluation."""
+    from scipy.signal import resample_poly
+
+    speech = espeak(HELD_OUT_SPEAKER, 165, 70, 120, "en-us+f3")
+    speech = resample_poly(speech, 1, SAMPLE_RATE // ESPEAK_RATE)
+    path = Path(out_dir) / "heldout.flac"
+    return media.write_audio(path, 0.5 * _peak_normalised(speech), ESPEAK_RATE)
 
 
 def _speak_story() -> tuple[np.ndarray, list[tuple[float, float, Line]]]:
@@ -192,6 +210,7 @@ def make_demo_sample(out_dir: Path | None = None) -> dict[str, Path]:
     speech = espeak(SECOND_SPEAKER, 140, 45, 120, "en-gb")
     speech = resample_poly(speech, 1, SAMPLE_RATE // ESPEAK_RATE)
     media.write_audio(written["speech"], 0.5 * _peak_normalised(speech), ESPEAK_RATE)
+    written["held_out"] = write_held_out_speech(out_dir)
     with tempfile.TemporaryDirectory() as tmp:
         soundtrack = media.write_audio(Path(tmp) / "mix.wav", mix, SAMPLE_RATE)
         written["video"] = media.write_video(
