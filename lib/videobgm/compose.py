@@ -148,18 +148,11 @@ def render(
     tracks carry their clips' images; procedural ones only with ``procedural_images`` (the
     codec's image of each clip)."""
     out: list[Composition | None] = [None] * len(plans)
-    riff = [i for i, p in enumerate(plans) if p.backend == "riffusion"]
-    for i, plan in enumerate(plans):
-        if plan.backend == "procedural":
-            clips = procedural_clips(plan)
-            images = _images_of(clips) if procedural_images else None
-            out[i] = Composition(stitch(plan, clips), plan, images)
-        elif plan.backend not in BACKENDS:
-            raise InputError(f"plan backend must be one of {', '.join(BACKENDS)}")
-    if riff:
-        results = _riffusion_render([plans[i] for i in riff], device, progress)
-        for i, (clips, images) in zip(riff, results, strict=True):
-            out[i] = Composition(stitch(plans[i], clips), plans[i], tuple(images))
+    for i, clips, images in _tracks(plans, device, progress):
+        clips = list(clips)
+        if images is None and procedural_images:
+            images = _images_of(clips)
+        out[i] = Composition(stitch(plans[i], clips), plans[i], images)
     return out  # type: ignore[return-value]
 
 
@@ -177,25 +170,33 @@ def render_to_files(
     if len(outputs) != len(plans):
         raise InputError(f"{len(plans)} tracks need {len(plans)} output paths, not {len(outputs)}")
     out: list[dict[str, Path] | None] = [None] * len(plans)
+    for i, clips, images in _tracks(plans, device, progress):
+        path = Path(outputs[i])
+        saving = images is None and procedural_images
+        if saving:
+            clips = _saving_images(clips, _images_folder(path))
+        out[i] = write_stream(plans[i], path, clips, images)
+        if saving:
+            out[i]["images"] = _images_folder(path)
+    return out  # type: ignore[return-value]
+
+
+def _tracks(plans: Sequence[Plan], device: str | None, progress: bool):
+    """``(index, clips, images)`` per plan: procedural tracks first, their clips made lazily
+    and no images; then the riffusion tracks, from one batched generation pass, each track's
+    clips let go once the caller is done with them."""
+    for plan in plans:
+        if plan.backend not in BACKENDS:
+            raise InputError(f"plan backend must be one of {', '.join(BACKENDS)}")
     riff = [i for i, p in enumerate(plans) if p.backend == "riffusion"]
     for i, plan in enumerate(plans):
         if plan.backend == "procedural":
-            path = Path(outputs[i])
-            clips = iter_procedural_clips(plan)
-            if procedural_images:
-                clips = _saving_images(clips, _images_folder(path))
-            written = write_stream(plan, path, clips)
-            if procedural_images:
-                written["images"] = _images_folder(path)
-            out[i] = written
-        elif plan.backend not in BACKENDS:
-            raise InputError(f"plan backend must be one of {', '.join(BACKENDS)}")
+            yield i, iter_procedural_clips(plan), None
     if riff:
         results = _riffusion_render([plans[i] for i in riff], device, progress)
         for i in riff:
-            clips, images = results.pop(0)  # each track's clips are let go once written
-            out[i] = write_stream(plans[i], outputs[i], clips, images)
-    return out  # type: ignore[return-value]
+            clips, images = results.pop(0)
+            yield i, clips, tuple(images)
 
 
 # --------------------------------------------------------------------------- clips
