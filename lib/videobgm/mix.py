@@ -466,13 +466,9 @@ class _Mixer:
         )  # fmt: skip
 
     def combined(self, lo: int, hi: int) -> np.ndarray:
-        """Voice plus ducked music, before loudness normalisation."""
-        inside_lo, inside_hi = max(lo, 0), min(hi, self.n)
-        out = np.zeros(max(hi - lo, 0), np.float32)
-        if inside_hi > inside_lo:
-            music = self.music(inside_lo, inside_hi) * self.music_gain(inside_lo, inside_hi)
-            out[inside_lo - lo : inside_hi - lo] = self.voice(inside_lo, inside_hi) + music
-        return out
+        """Voice plus ducked music, before loudness normalisation (zeros outside the signal,
+        as the readers give)."""
+        return self.voice(lo, hi) + self.music(lo, hi) * self.music_gain(lo, hi)
 
     def pieces(self):
         """``(lo, hi, mix, gain)`` for every piece in order (``gain``: the normalisation's),
