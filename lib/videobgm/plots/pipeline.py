@@ -18,9 +18,10 @@ def waveform_envelope(audio, sample_rate: int, bins: int = _BINS):
     mono audio, an array or a WAV/FLAC path (read a piece at a time, so an hour-long file costs
     no more memory than a short one)."""
     from videobgm import media
+    from videobgm.mix import array_reader
 
     if isinstance(audio, np.ndarray):
-        return _min_max(lambda lo, hi: audio[lo:hi], audio.size, sample_rate, bins)
+        return _min_max(array_reader(audio), audio.size, sample_rate, bins)
     with media.AudioReader(audio) as read:
         return _min_max(read, read.length, read.sample_rate, bins)
 
