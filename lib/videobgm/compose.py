@@ -28,6 +28,7 @@ held, but are stitched and written the same way). :func:`compose` returns whole 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -283,9 +284,12 @@ def _riffusion_settings(profile, steps, batch_size, lora_scale, device, music) -
     device = device or models.default_device()
     if batch_size is None:
         batch_size = generate.DEFAULT_BATCH if device.startswith("cuda") else 1
+    lora, lora_required = generate.resolve_lora(resolved.lora)  # "auto" made concrete
     return {
         "diffusion": resolved.diffusion,
-        "lora": resolved.lora,
+        "diffusion_revision": resolved.diffusion_revision,
+        "lora": lora,
+        "lora_required": lora_required,
         "lora_scale": float(lora_scale),
         "steps": int(steps or generate.DEFAULT_STEPS),
         "batch_size": int(batch_size),
@@ -302,8 +306,10 @@ def _riffusion_render(plans: Sequence[Plan], device: str | None, progress: bool)
     if len(key) != 1:
         raise InputError("plans rendered together must share their riffusion settings")
     cfg = plans[0].riffusion
-    riff = generate.riffusion_from_refs(cfg["diffusion"], cfg.get("lora"), device=device,
-                                        lora_scale=cfg.get("lora_scale", 1.0))  # fmt: skip
+    riff = generate.riffusion_from_refs(
+        cfg["diffusion"], cfg.get("lora"), device=device, lora_scale=cfg.get("lora_scale", 1.0),
+        revision=cfg.get("diffusion_revision"), lora_required=cfg.get("lora_required", True),
+    )  # fmt: skip
     wanted: dict[tuple, int] = {}  # identical requests (across variants too) run once
     requests = []
     for plan in plans:
@@ -636,10 +642,22 @@ def add_cli(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=None, help="riffusion denoising steps")
     parser.add_argument("--batch-size", type=int, default=None, help="riffusion clips per batch")
     parser.add_argument("--lora-scale", type=float, default=1.0, help="mood LoRA weight")
+    parser.add_argument("--lora", default=None, metavar="REF",
+                        help="riffusion's mood LoRA: a hub id, a folder, or none (default: "
+                        "the one notebook 02 trained, when there is one)")  # fmt: skip
     parser.add_argument("--images", action="store_true",
                         help="procedural: write the clips' spectrogram images too")  # fmt: skip
     parser.add_argument("-o", "--output", required=True, help="output .wav (or .flac)")
     parser.set_defaults(func=_cli_compose)
+
+
+def _with_lora(profile: str, lora: str | None):
+    """The profile, with ``--lora`` in place of its LoRA when one was given."""
+    from videobgm import models
+
+    if lora is None:
+        return profile
+    return dataclasses.replace(models.resolve_profile(profile), lora=lora)
 
 
 def _cli_compose(args) -> int:
@@ -654,7 +672,7 @@ def _cli_compose(args) -> int:
         duration = args.duration if args.duration is not None else spans[-1].end
         plans = plan_tracks(
             spans, duration, music=args.music, variants=args.variants, seed=args.seed,
-            neutral=args.neutral, profile=args.profile, steps=args.steps,
+            neutral=args.neutral, profile=_with_lora(args.profile, args.lora), steps=args.steps,
             batch_size=args.batch_size, lora_scale=args.lora_scale,
         )  # fmt: skip
     outputs = output_paths(args.output, len(plans))

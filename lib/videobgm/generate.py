@@ -167,6 +167,14 @@ def _hub_lora(repo_id: str) -> Path:
     )
 
 
+def lora_weights_file(ref: str | os.PathLike[str]) -> Path | None:
+    """The weights file of a local LoRA (a folder or the file); None for a hub id."""
+    path = Path(str(ref))
+    if not path.exists():
+        return None
+    return _lora_file(str(ref))
+
+
 def read_lora(ref: str | os.PathLike[str]) -> dict[str, Any]:
     """A LoRA's state dict in the diffusers/peft format, whichever format the file has."""
     import torch
@@ -180,7 +188,12 @@ def read_lora(ref: str | os.PathLike[str]) -> dict[str, Any]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise LoraError(f"{path}: cannot read the LoRA weights ({exc})") from exc
-    if not isinstance(state, dict) or not state:
+    tensors = (
+        isinstance(state, dict)
+        and state
+        and all(isinstance(v, torch.Tensor) for v in state.values())
+    )
+    if not tensors:
         raise LoraError(f"{path}: the file holds no LoRA weights")
     return convert_old_lora(state) if is_old_lora(state) else state
 
@@ -413,11 +426,51 @@ def load_riffusion(
     lora: str | None = "profile",
     lora_scale: float = 1.0,
 ) -> Riffusion:
-    """The profile's riffusion model with a LoRA: the profile's (``"profile"``), a path or hub
-    id, or none (``None``), at ``lora_scale``. fp16 and SDPA attention on CUDA, float32 on CPU."""
+    """The profile's riffusion model with a LoRA: the profile's (``"profile"``), ``"auto"``
+    (see :func:`resolve_lora`), a path or hub id, or none (``None`` or ``"none"``), at
+    ``lora_scale``. fp16 and SDPA attention on CUDA, float32 on CPU."""
     resolved = models.resolve_profile(profile)
-    lora_ref = resolved.lora if lora == "profile" else lora
-    return riffusion_from_refs(resolved.diffusion, lora_ref, device, dtype, lora_scale=lora_scale)
+    ref, required = resolve_lora(resolved.lora if lora == "profile" else lora)
+    return riffusion_from_refs(
+        resolved.diffusion, ref, device, dtype, lora_scale=lora_scale,
+        revision=resolved.diffusion_revision, lora_required=required,
+    )  # fmt: skip
+
+
+_NO_LORA = ("", "none")
+_LORA_SAID: set[str] = set()  # one line per process about each LoRA choice
+
+
+def resolve_lora(ref: str | None) -> tuple[str | None, bool]:
+    """A LoRA reference made concrete: ``(reference or None, required)``.
+
+    ``None``/``"none"``: no LoRA. ``"auto"``: the LoRA that notebook 02 / ``videobgm
+    train-lora`` wrote under ``data/models/`` when there is one (not required: if it cannot be
+    loaded the run goes on without it, saying so), else none, announced in one line (the
+    published one holds no weights). Anything else (a folder, a file, a hub id) was asked for
+    explicitly, so it is required: a LoRA that cannot be loaded stops the run.
+    """
+    if ref is None or str(ref).lower() in _NO_LORA:
+        return None, False
+    if ref != "auto":
+        return str(ref), True
+    found = models.trained_lora()
+    if found is not None:
+        _say_once(f"videobgm: mood LoRA: {found} (trained by notebook 02)")
+        return str(found), False
+    _say_once(
+        f"videobgm: no mood LoRA: the published {models.PUBLISHED_LORA} holds no weights; "
+        "train one with notebooks 01-02 (or `videobgm train-lora`) and it is used by default"
+    )
+    return None, False
+
+
+def _say_once(line: str) -> None:
+    import sys
+
+    if line not in _LORA_SAID:
+        _LORA_SAID.add(line)
+        print(line, file=sys.stderr, flush=True)
 
 
 def riffusion_from_refs(
@@ -427,27 +480,45 @@ def riffusion_from_refs(
     dtype: Any = None,
     *,
     lora_scale: float = 1.0,
+    revision: str | None = None,
+    lora_required: bool = True,
 ) -> Riffusion:
-    """A model and LoRA named by reference (hub id, path or ``tiny:``), as a plan records them.
-    Loaded once per process per (model, LoRA, device, dtype); the scale is set on every call."""
+    """A model and LoRA named by reference (hub id, path or ``tiny:``; the model at hub commit
+    ``revision``), as a plan records them. Loaded once per process per (model, LoRA, device,
+    dtype) until :func:`videobgm.models.release_models`; the scale is set on every call. A
+    LoRA that cannot be loaded raises :class:`LoraError` when ``lora_required``; otherwise the
+    model runs without it and one line says why."""
     device = device or models.default_device()
-    riff = _load(diffusion, lora, device, str(dtype) if dtype is not None else None)
+    dtype_name = str(dtype) if dtype is not None else None
+    riff = _load(diffusion, revision, lora, device, dtype_name, lora_required)
     if riff.lora_layers:
         riff.set_lora_scale(lora_scale)
     return riff
 
 
-@functools.lru_cache(maxsize=2)
-def _load(diffusion_ref: str, lora_ref: str | None, device: str, dtype_name: str | None):
+@models.cached_loader(maxsize=2)
+def _load(
+    diffusion_ref: str, revision: str | None, lora_ref: str | None, device: str,
+    dtype_name: str | None, lora_required: bool,
+) -> Riffusion:  # fmt: skip
     import torch
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     dtype = getattr(torch, dtype_name.removeprefix("torch.")) if dtype_name else None
-    profile = models.ModelProfile(name="generate", diffusion=diffusion_ref, lora=lora_ref)
+    profile = models.ModelProfile(
+        name="generate", diffusion=diffusion_ref, diffusion_revision=revision, lora=lora_ref
+    )
     pipe = models.load_diffusion(profile, device, dtype)
     if device.startswith("cuda"):
         pipe.unet.set_attn_processor(AttnProcessor2_0())  # PyTorch SDPA kernels
-    layers = load_lora(pipe, lora_ref) if lora_ref else 0
+    layers = 0
+    if lora_ref:
+        try:
+            layers = load_lora(pipe, lora_ref)
+        except LoraError as exc:
+            if lora_required:
+                raise
+            _say_once(f"videobgm: going on without the mood LoRA: {exc}")
     return Riffusion(pipe, layers, diffusion_ref)
 
 

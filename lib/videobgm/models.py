@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,17 @@ log = logging.getLogger(__name__)
 EMOTION_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 TINY_VERSION = 2  # bump when the tiny models' recipe changes, so caches are rebuilt
 TINY_RESOLUTION = 512  # px; the tiny pipeline works at riffusion's native size
-_HUB_TIMEOUT_S = 3.0
+_HUB_TIMEOUT_S = 3.0  # s; each reachability probe (all run at once, in parallel)
+DOWNLOAD_STALL_S = 60.0  # s without a byte before a model download is given up
+DEMUCS_HF_REPO = "adefossez/HTDemucs"  # demucs 4.1 fetches htdemucs from here first
+DEMUCS_HF_FILES = ("htdemucs.yaml", "955717e8.safetensors")  # the bag and its one model
+DEMUCS_TORCH_HUB_FILE = "955717e8-8726e21a.th"  # the AWS fallback, in torch.hub's checkpoints
+# Pinned hub commits (checked against the hub's commit pages; see the README's model table).
+EMOTION_REVISION = "0e1cd914e3d46199ed785853e12b57304e04178b"  # main since 2023-01-02
+DIFFUSION_REVISION = "8f2e752c74e8316c6eb4fdaa6598a46ce1d88af5"  # diffusers layout, 2023
+PUBLISHED_LORA = "JD97/Riffusion_sentiment_LoRA"  # the seed's: 521 bytes, no tensors
+TRAINED_LORA_DIRS = ("lora-moods-pretrained", "lora-moods-auto")  # notebook 02's outputs
+TRAINED_LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 class ModelUnavailableError(VideobgmError, RuntimeError):
@@ -50,18 +61,24 @@ class ModelProfile:
     name: str
     whisper_cpu: str = "small"  # Whisper on CPU
     whisper_cuda: str = "turbo"  # Whisper on CUDA (turbo does not translate)
-    whisper_translate: str = "large-v3"  # Whisper for non-English speech (task="translate")
+    whisper_translate: str = "large-v3"  # Whisper for non-English speech on CUDA
+    whisper_translate_cpu: str = "small"  # ... on CPU (large-v3 takes hours there)
     emotion: str = "j-hartmann/emotion-english-distilroberta-base"
+    emotion_revision: str | None = EMOTION_REVISION  # hub commit (None: a local path)
     diffusion: str = "riffusion/riffusion-model-v1"
-    lora: str | None = "JD97/Riffusion_sentiment_LoRA"
+    diffusion_revision: str | None = DIFFUSION_REVISION
+    # "auto": notebook 02's trained LoRA under data/models/ when there is one, else none
+    # (the published PUBLISHED_LORA holds no weights); a hub id, a folder, or None.
+    lora: str | None = "auto"
     separator: str = "demucs"  # "demucs" (htdemucs) or "spectral" (no weights)
     substituted: tuple[str, ...] = ()  # stages that "auto" replaced by their offline model
 
     def whisper(self, device: str, translate: bool = False) -> str:
         """The Whisper reference for a device and task."""
+        cuda = device.startswith("cuda")
         if translate:
-            return self.whisper_translate
-        return self.whisper_cuda if device.startswith("cuda") else self.whisper_cpu
+            return self.whisper_translate if cuda else self.whisper_translate_cpu
+        return self.whisper_cuda if cuda else self.whisper_cpu
 
     @property
     def offline(self) -> bool:
@@ -77,8 +94,11 @@ TINY = ModelProfile(
     whisper_cpu="tiny:whisper",
     whisper_cuda="tiny:whisper",
     whisper_translate="tiny:whisper",
+    whisper_translate_cpu="tiny:whisper",
     emotion="tiny:emotion",
+    emotion_revision=None,
     diffusion="tiny:diffusion",
+    diffusion_revision=None,
     lora="tiny:lora",
     separator="spectral",
 )
@@ -88,17 +108,20 @@ BENCH = ModelProfile(
     whisper_cpu="bench:whisper-small",
     whisper_cuda="bench:whisper-turbo",
     whisper_translate="bench:whisper-large-v3",
+    whisper_translate_cpu="bench:whisper-small",
     emotion="bench:emotion",
+    emotion_revision=None,
     diffusion="bench:diffusion",
+    diffusion_revision=None,
     lora="bench:lora",
     separator="spectral",
 )
 PROFILES = {"pretrained": PRETRAINED, "tiny": TINY, "bench": BENCH}
 # Which fields of a profile belong to which stage (for "auto" substitution, one stage at a time).
 _STAGE_FIELDS = {
-    "speech": ("whisper_cpu", "whisper_cuda", "whisper_translate"),
-    "emotion": ("emotion",),
-    "music": ("diffusion", "lora"),
+    "speech": ("whisper_cpu", "whisper_cuda", "whisper_translate", "whisper_translate_cpu"),
+    "emotion": ("emotion", "emotion_revision"),
+    "music": ("diffusion", "diffusion_revision", "lora"),
     "voice": ("separator",),
 }
 
@@ -148,12 +171,14 @@ def torch_threads(count: int) -> Iterator[None]:
 # --------------------------------------------------------------------------- profiles
 
 
-def resolve_profile(name: str | ModelProfile = "auto") -> ModelProfile:
+def resolve_profile(name: str | ModelProfile = "auto", device: str | None = None) -> ModelProfile:
     """The profile to use: ``$VIDEOBGM_PROFILE`` wins, then ``name``.
 
-    ``"auto"`` keeps each stage's pretrained model when its weights are in the local caches or
-    the hub answers within a few seconds, and substitutes the stage's offline model otherwise;
-    one banner on stderr names what was substituted (``profile.substituted`` records it).
+    ``"auto"`` keeps each stage's pretrained model when its weights are in the local caches
+    (every Whisper file ``device`` will load, the emotion and riffusion repos at their pinned
+    commits, demucs in the Hugging Face cache or torch.hub's) or the hosts answer (probed once,
+    together, within a few seconds), and substitutes the stage's offline model otherwise; one
+    banner on stderr names what was substituted (``profile.substituted`` records it).
     """
     chosen = os.environ.get("VIDEOBGM_PROFILE") or name
     if isinstance(chosen, ModelProfile):
@@ -163,7 +188,7 @@ def resolve_profile(name: str | ModelProfile = "auto") -> ModelProfile:
     if chosen != "auto":
         known = ", ".join(["auto", *PROFILES])
         raise InputError(f"unknown model profile {chosen!r}; choose one of {known}")
-    missing = [stage for stage in _STAGE_FIELDS if not _stage_available(stage)]
+    missing = missing_stages(PRETRAINED, device or default_device())
     if not missing:
         return dataclasses.replace(PRETRAINED, name="auto")
     swaps = {f: getattr(TINY, f) for stage in missing for f in _STAGE_FIELDS[stage]}
@@ -191,42 +216,128 @@ def _announce(profile: ModelProfile) -> None:
     )
 
 
-def _stage_available(stage: str) -> bool:
-    if stage == "speech":
-        return _whisper_cached(PRETRAINED.whisper_cpu) or _reachable(
-            "https://openaipublic.azureedge.net"
-        )
-    if stage == "voice":
-        return _demucs_cached() or _reachable("https://dl.fbaipublicfiles.com")
-    repo = PRETRAINED.emotion if stage == "emotion" else PRETRAINED.diffusion
-    return _hf_cached(repo) or _reachable("https://huggingface.co")
+def missing_stages(profile: ModelProfile, device: str) -> list[str]:
+    """The stages whose pretrained weights are neither cached nor downloadable, in order."""
+    cached = {
+        "speech": all(whisper_cached(ref) for ref in _whisper_refs(profile, device)),
+        "emotion": hf_cached(profile.emotion, profile.emotion_revision, ("config.json",)),
+        "music": _music_cached(profile),
+        "voice": profile.separator != "demucs" or demucs_cached(),
+    }
+    hosts = {stage: _HOSTS[stage]() for stage, ok in cached.items() if not ok}
+    answers = reachable_all(set(hosts.values()))
+    return [stage for stage, host in hosts.items() if not answers[host]]
 
 
-def _whisper_cached(name: str) -> bool:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
-    return any(cache.glob(f"{name}*.pt"))
+def _whisper_refs(profile: ModelProfile, device: str) -> set[str]:
+    """Every Whisper reference ``device`` loads: for transcription and for translation."""
+    return {profile.whisper(device), profile.whisper(device, translate=True)}
 
 
-def _demucs_cached() -> bool:
+def _music_cached(profile: ModelProfile) -> bool:
+    files = ("model_index.json", "unet/config.json")
+    if not hf_cached(profile.diffusion, profile.diffusion_revision, files):
+        return False
+    lora = profile.lora
+    if not lora or lora == "auto" or Path(lora).exists() or "/" not in lora:
+        return True
+    return any(hf_cached(lora, None, (name,)) for name in _LORA_FILES)
+
+
+_LORA_FILES = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin")
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face endpoint, ``$HF_ENDPOINT`` as huggingface_hub reads it."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_offline() -> bool:
+    """``$HF_HUB_OFFLINE`` as huggingface_hub reads it (1, ON, YES, TRUE in any case)."""
+    from huggingface_hub.constants import ENV_VARS_TRUE_VALUES
+
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ENV_VARS_TRUE_VALUES
+
+
+def _whisper_host() -> str:
+    import whisper
+
+    return _host(next(iter(whisper._MODELS.values())))
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+_HOSTS: dict[str, Callable[[], str]] = {
+    "speech": _whisper_host,
+    "emotion": hub_endpoint,
+    "music": hub_endpoint,
+    "voice": hub_endpoint,  # demucs 4.1 asks the hub first (AWS only as its fallback)
+}
+
+
+def whisper_cache() -> Path:
+    """The folder openai-whisper downloads to (``$XDG_CACHE_HOME/whisper``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
+
+
+def whisper_file(name: str) -> Path | None:
+    """The cache file openai-whisper keeps ``name`` in (the basename of its URL: ``turbo`` is
+    ``large-v3-turbo.pt``); None for a reference that is not a Whisper model name."""
+    import whisper
+
+    url = whisper._MODELS.get(name)
+    return whisper_cache() / os.path.basename(url) if url else None
+
+
+def whisper_cached(ref: str) -> bool:
+    """Whether a Whisper reference loads without a download (local files always do)."""
+    if ref.startswith(("tiny:", "bench:")) or Path(ref).is_file():
+        return True
+    path = whisper_file(ref)
+    return path is not None and path.is_file()
+
+
+def demucs_cached() -> bool:
+    """htdemucs in the Hugging Face cache (where demucs 4.1 looks first) or torch.hub's."""
     import torch
 
-    return any((Path(torch.hub.get_dir()) / "checkpoints").glob("955717e8-*.th"))
+    if hf_cached(DEMUCS_HF_REPO, None, DEMUCS_HF_FILES):
+        return True
+    return (Path(torch.hub.get_dir()) / "checkpoints" / DEMUCS_TORCH_HUB_FILE).is_file()
 
 
-def _hf_cached(repo_id: str) -> bool:
+def hf_cached(repo_id: str, revision: str | None, filenames: tuple[str, ...]) -> bool:
+    """Whether every one of ``filenames`` of ``repo_id`` at ``revision`` is in the local
+    Hugging Face cache (a local folder counts as cached)."""
     from huggingface_hub import try_to_load_from_cache
 
-    for filename in ("model_index.json", "config.json"):
-        if isinstance(try_to_load_from_cache(repo_id, filename), str):
-            return True
-    return False
+    if repo_id.startswith(("tiny:", "bench:")) or Path(repo_id).exists():
+        return True
+    return all(
+        isinstance(try_to_load_from_cache(repo_id, name, revision=revision), str)
+        for name in filenames
+    )
+
+
+def reachable_all(urls: set[str]) -> dict[str, bool]:
+    """Whether each URL answers, probed once per process, all at the same time, each within
+    :data:`_HUB_TIMEOUT_S` (never when ``HF_HUB_OFFLINE`` is set)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    urls = sorted(urls)
+    if not urls:
+        return {}
+    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+        return dict(zip(urls, pool.map(_reachable, urls), strict=True))
 
 
 @functools.lru_cache(maxsize=8)
-def _reachable(url: str) -> bool:
-    """Whether ``url`` answers within a few seconds (never when HF_HUB_OFFLINE is set)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
-        return False
+def _probe(url: str) -> bool:
     import urllib.request
 
     try:
@@ -235,6 +346,70 @@ def _reachable(url: str) -> bool:
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         # An HTTP error status still proves the host answered.
         return hasattr(exc, "code")
+
+
+def _reachable(url: str) -> bool:
+    """Whether ``url`` answers within a few seconds (never when HF_HUB_OFFLINE is set)."""
+    return False if hub_offline() else _probe(url)
+
+
+@contextlib.contextmanager
+def download_stall_timeout(seconds: float = DOWNLOAD_STALL_S) -> Iterator[None]:
+    """Downloads made with urllib inside the block (Whisper's) give up after ``seconds``
+    without data, instead of hanging a run forever; huggingface_hub has its own
+    (``HF_HUB_DOWNLOAD_TIMEOUT``, set to the same when unset)."""
+    import socket
+
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(DOWNLOAD_STALL_S)))
+
+
+# --------------------------------------------------------------------------- releasing models
+
+_LOADERS: list[Any] = []  # every cached loader, cleared by release_models()
+
+
+def cached_loader(maxsize: int = 2) -> Callable[[Callable[..., Any]], Any]:
+    """``functools.lru_cache`` for a model loader, registered so that
+    :func:`release_models` can drop what it holds."""
+
+    def wrap(function: Callable[..., Any]) -> Any:
+        cached = functools.lru_cache(maxsize=maxsize)(function)
+        _LOADERS.append(cached)
+        return cached
+
+    return wrap
+
+
+def release_models() -> None:
+    """Drop every loaded model (the pipeline calls this between stages, so that GPU memory
+    holds one stage's models at a time) and return CUDA's cached blocks to the driver."""
+    for loader in _LOADERS:
+        loader.cache_clear()
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------- trained LoRA
+
+
+def trained_lora() -> Path | None:
+    """The newest LoRA notebook 02 / ``videobgm train-lora`` wrote for the real model under
+    ``data/models/`` (its folder), or None."""
+    found = [paths.models() / d for d in TRAINED_LORA_DIRS]
+    found = [d for d in found if (d / TRAINED_LORA_FILE).is_file()]
+    return max(found, key=lambda d: (d / TRAINED_LORA_FILE).stat().st_mtime, default=None)
 
 
 # --------------------------------------------------------------------------- tiny models
@@ -311,7 +486,7 @@ def load_whisper(profile: ModelProfile, device: str | None = None, translate: bo
 def load_emotion_classifier(profile: ModelProfile, device: str | None = None):
     """The profile's emotion classifier: a ``transformers`` text-classification pipeline that
     returns all 7 scores (``top_k=None``)."""
-    return _classifier(profile.emotion, device or default_device())
+    return _classifier(profile.emotion, profile.emotion_revision, device or default_device())
 
 
 def load_diffusion(profile: ModelProfile, device: str | None = None, dtype: Any = None):
@@ -320,15 +495,17 @@ def load_diffusion(profile: ModelProfile, device: str | None = None, dtype: Any 
     No safety checker (it misfires on spectrogram images). ``dtype`` defaults to float16 on
     CUDA and float32 on CPU. The LoRA is attached by :mod:`videobgm.generate`.
     """
-    return _diffusion(profile.diffusion, device or default_device(), dtype)
+    device = device or default_device()
+    return _diffusion(profile.diffusion, profile.diffusion_revision, device, dtype)
 
 
-@functools.lru_cache(maxsize=4)
+@cached_loader(maxsize=2)
 def _whisper(ref: str, device: str) -> Any:
     import whisper
 
     try:
-        return whisper.load_model(locate(ref), device=device)
+        with download_stall_timeout():
+            return whisper.load_model(locate(ref), device=device, download_root=whisper_cache())
     except (RuntimeError, OSError) as exc:
         if isinstance(exc, OSError) or "download" in str(exc).lower():
             raise ModelUnavailableError(
@@ -337,33 +514,39 @@ def _whisper(ref: str, device: str) -> Any:
         raise
 
 
-@functools.lru_cache(maxsize=4)
-def _classifier(ref: str, device: str) -> Any:
+@cached_loader(maxsize=2)
+def _classifier(ref: str, revision: str | None, device: str) -> Any:
     from transformers import pipeline
 
     try:
-        return pipeline("text-classification", model=locate(ref), top_k=None, device=device)
+        return pipeline(
+            "text-classification", model=locate(ref), revision=revision, top_k=None, device=device
+        )
     except OSError as exc:
         raise ModelUnavailableError(
             f"emotion classifier {ref!r} is not cached and the hub is unreachable ({exc})"
         ) from exc
 
 
-def _diffusion(ref: str, device: str, dtype: Any) -> Any:
+def _diffusion(ref: str, revision: str | None, device: str, dtype: Any) -> Any:
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline
 
     if dtype is None:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
+        # The repo's model_index names a safety checker and its image processor: neither is
+        # loaded (the checker misfires on spectrograms and would cost 1.2 GB).
         pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-            locate(ref), dtype=dtype, safety_checker=None, requires_safety_checker=False
-        )
+            locate(ref), revision=revision, dtype=dtype, safety_checker=None,
+            feature_extractor=None, requires_safety_checker=False,
+        )  # fmt: skip
     except OSError as exc:
         raise ModelUnavailableError(
             f"diffusion model {ref!r} is not cached and the hub is unreachable ({exc})"
         ) from exc
     pipe.set_progress_bar_config(disable=True)
+    pipe.vae.enable_slicing()  # a batch is decoded one image at a time: bounded GPU memory
     return pipe.to(device)
 
 

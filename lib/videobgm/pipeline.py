@@ -41,6 +41,8 @@ STAGE_VERSION = 1  # bump when a stage's outputs change meaning, to invalidate o
 MUSIC = ("auto", "riffusion", "procedural")
 SEPARATION = ("auto", "spectral", "demucs", "none")
 AUDIO_OUTPUTS = {".wav", ".flac"}
+CPU_RIFFUSION_S_PER_CLIP = 60.0  # s; rough: riffusion, 20 steps, one 5.12 s clip, 8-core CPU
+CLIP_S = 5.12  # s of music per riffusion clip
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,15 @@ class RunParams:
     timeline: str | None = None  # an edited timeline (JSON) used instead of the analysis
     steps: int | None = None  # riffusion denoising steps (None: generate's default)
     device: str | None = None  # cpu | cuda (None: $VIDEOBGM_DEVICE or what is visible)
+    # riffusion's mood LoRA: a hub id, a folder, "none", or "auto" (the profile's: the LoRA
+    # notebook 02 trained when there is one, else none; the tiny profile's tiny LoRA)
+    lora: str = "auto"
 
     def __post_init__(self) -> None:
+        from videobgm.transcribe import normalise_language
+
+        # "English", "EN" and "en" are one language (Whisper's table); unknown: one sentence
+        object.__setattr__(self, "language", normalise_language(self.language))
         _choose("music", self.music, MUSIC)
         _choose("separator", self.separator, SEPARATION)
         if isinstance(self.variants, bool) or not isinstance(self.variants, int):
@@ -116,8 +125,9 @@ class Result:
 class _Stages:
     """The run folder's stage log: one record per stage with its key and outputs."""
 
-    def __init__(self, folder: Path, progress: bool):
+    def __init__(self, folder: Path, progress: bool, release: bool = True):
         self.folder = folder
+        self.release = release  # drop each stage's models when it ends
         self.log_path = folder / "stages.json"
         self.records = json.loads(self.log_path.read_text()) if self.log_path.exists() else {}
         self.status: dict[str, str] = {}
@@ -132,7 +142,11 @@ class _Stages:
             return key
         started = time.perf_counter()
         self._say(f"{name:10} ...")
-        work()
+        try:
+            work()
+        finally:
+            if self.release:  # the next stage's models get the memory (GPU: one stage's)
+                models.release_models()
         seconds = time.perf_counter() - started
         self.records[name] = {
             "key": key, "outputs": [p.name for p in outputs], "seconds": round(seconds, 3),
@@ -171,13 +185,16 @@ def run(
     out_path: str | os.PathLike[str] | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    keep_models: bool = False,
     **params: Any,
 ) -> Result:
     """Give a video new background music that follows what it says; see the module docstring.
 
     ``out_path`` defaults to ``<stem>.videobgm.<ext>`` beside the input (``-2``, ``-3``... for
     more variants; a ``.wav`` mix for audio-only input). ``params`` are :class:`RunParams`
-    fields. Returns a :class:`Result` naming every artefact.
+    fields. Each stage's models are released when it ends (GPU memory holds one stage's at a
+    time); ``keep_models`` keeps them loaded for the life of the process (for measurements).
+    Returns a :class:`Result` naming every artefact.
     """
     unknown = set(params) - {f.name for f in dataclasses.fields(RunParams)}
     if unknown:
@@ -188,14 +205,17 @@ def run(
     if info.duration_s < MIN_DURATION_S:
         raise InputError(f"{source}: is {info.duration_s:.2f} s long; at least 1 s is needed")
     outputs = _output_paths(source, out_path, info.has_video, settings.variants)
-    profile = models.resolve_profile(settings.profile)
+    profile = models.resolve_profile(settings.profile, settings.device)
+    if settings.lora != "auto":
+        profile = dataclasses.replace(profile, lora=settings.lora)
     input_hash = file_hash(source)
     folder = paths.ensure_dir(
         Path(run_dir)
         if run_dir
         else paths.runs() / f"{source.stem}-{_key(input_hash, profile)[:8]}"
     )
-    job = _Job(source, info, settings, profile, input_hash, folder, _Stages(folder, progress))
+    stages = _Stages(folder, progress, release=not keep_models)
+    job = _Job(source, info, settings, profile, input_hash, folder, stages)
     return job.execute(outputs)
 
 
@@ -227,7 +247,7 @@ class _Job:
         )
         self.device = settings.device or models.default_device()
         self.n_samples = int(round(info.duration_s * SAMPLE_RATE))
-        self.music = _music_backend(settings.music, profile)
+        self.music = _music_backend(settings.music, profile, self.device, info.duration_s)
         self.separator = profile.separator if settings.separator == "auto" else settings.separator
 
     def execute(self, outputs: list[Path]) -> Result:
@@ -271,7 +291,8 @@ class _Job:
         outs = [base.with_suffix(s) for s in timeline_io.FORMATS] + [self.folder / "scores.npy"]
         params = dataclasses.asdict(self.settings.timeline_params())
         edited_hash = file_hash(edited) if edited else None
-        key = _key("timeline", transcript_key, self.profile.emotion, params, edited_hash)
+        key = _key("timeline", transcript_key, self.profile.emotion, self.profile.emotion_revision,
+                   params, edited_hash)  # fmt: skip
 
         def work() -> None:
             if edited is not None and not self.settings.timeline:
@@ -311,9 +332,10 @@ class _Job:
         return emotion.timeline(transcript, scores, params, self.info.duration_s), scores
 
     def separate(self) -> str:
-        from videobgm.separate import SpectralParams
+        from videobgm.separate import DemucsParams, SpectralParams
 
-        params = dataclasses.asdict(SpectralParams()) if self.separator == "spectral" else {}
+        chosen = {"spectral": SpectralParams, "demucs": DemucsParams}.get(self.separator)
+        params = dataclasses.asdict(chosen()) if chosen else {}
         key = _key("voice", self.input_hash, self.separator, params)
         out = self.folder / "voice.wav"
 
@@ -335,8 +357,8 @@ class _Job:
         plans = [p.with_name(f"{p.stem}.plan.json") for p in bgm]
         prompt_file = prompts.prompts_path()
         key = _key("music", timeline_key, self.music, s.variants, s.seed, s.steps,
-                   s.neutral_policy, self.profile.diffusion, self.profile.lora,
-                   file_hash(prompt_file), self.info.duration_s)  # fmt: skip
+                   s.neutral_policy, self._music_models(), file_hash(prompt_file),
+                   self.info.duration_s)  # fmt: skip
 
         def work() -> None:
             from videobgm import timeline_io
@@ -350,6 +372,18 @@ class _Job:
             )  # fmt: skip
 
         return self.stages.run("compose", key, bgm + plans, work)
+
+    def _music_models(self) -> list | None:
+        """What the music stage loads, for its key: riffusion at its commit and the LoRA
+        (a local one by its bytes, so a retrained LoRA is never silently reused)."""
+        if self.music != "riffusion":
+            return None
+        from videobgm import generate
+
+        lora, _ = generate.resolve_lora(self.profile.lora)
+        weights = generate.lora_weights_file(lora) if lora else None
+        identity = file_hash(weights) if weights else lora
+        return [self.profile.diffusion, self.profile.diffusion_revision, identity]
 
     def mix(self, voice_key: str, compose_key: str, transcript_key: str) -> str:
         from videobgm.mix import MixParams
@@ -431,11 +465,22 @@ class _Job:
         )  # fmt: skip
 
 
-def _music_backend(music: str, profile: models.ModelProfile) -> str:
-    """``auto``: riffusion when the real riffusion weights are available, else procedural."""
+def _music_backend(music: str, profile: models.ModelProfile, device: str, seconds: float) -> str:
+    """``auto``: riffusion when the real riffusion weights are available and a GPU runs it,
+    else procedural (on a CPU, saying so, with riffusion's rough time for this video)."""
     if music != "auto":
         return music
-    return "procedural" if profile.diffusion.startswith("tiny:") else "riffusion"
+    if profile.diffusion.startswith("tiny:"):
+        return "procedural"
+    if not device.startswith("cuda"):
+        minutes = -(-seconds // CLIP_S) * CPU_RIFFUSION_S_PER_CLIP / 60
+        print(
+            f"videobgm: music: procedural; riffusion was skipped on the CPU (roughly "
+            f"{minutes:.0f} min for this video there); --music riffusion runs it anyway",
+            file=sys.stderr,
+        )
+        return "procedural"
+    return "riffusion"
 
 
 def _sidecar(value: str | None):
@@ -528,11 +573,14 @@ def add_cli(subparsers) -> None:
     add("--min-span-s", type=float, default=d.min_span_s, help="shortest emotion span (default 5)")
     add("--min-confidence", type=float, default=d.min_confidence, help="default 0.4")
     add("--method", default=d.method, help="timeline method: rules | viterbi (default rules)")
-    add("--language", help="spoken language code (default: detect)")
+    add("--language", help="spoken language, code or name: en, EN, English (default: detect)")
     add("--sidecar", help="captions (.srt/.vtt) to use instead of transcribing")
     add("--no-sidecar", dest="sidecar", action="store_const", const="",
         help="transcribe even when captions lie beside the video")  # fmt: skip
     add("--steps", type=int, help="riffusion denoising steps")
+    add("--lora", default=d.lora, metavar="REF",
+        help="riffusion's mood LoRA: a hub id, a folder, or none (default auto: the LoRA "
+        "notebook 02 / `videobgm train-lora` trained, when there is one)")  # fmt: skip
     add("--device", help="cpu | cuda (default: CUDA when visible)")
     add("--run-dir", help="run folder (default runs/<name>-<hash>/; for a folder: their parent)")
     add("-q", "--quiet", action="store_true", help="no progress lines")

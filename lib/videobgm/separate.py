@@ -8,33 +8,48 @@ Three backends (the original project used Spleeter's two stems):
   neither model explains. Processed in overlapping chunks, so memory does not grow with the
   video's length.
 - ``demucs``: the ``demucs`` package's ``htdemucs`` with two stems (vocals / the rest), loaded
-  through ``demucs.pretrained.get_model`` (the hub) or, in tests, a tiny randomly initialised
-  HTDemucs in a local model repository built by :func:`build_tiny_demucs`.
+  through ``demucs.pretrained.get_model`` (the Hugging Face hub first, AWS as its fallback) or,
+  in tests, a tiny randomly initialised HTDemucs in a local model repository built by
+  :func:`build_tiny_demucs`. It is fed the original stereo in windows of about a minute that
+  overlap and crossfade (:class:`DemucsParams`), with ``shifts=0`` (no random time shift), so
+  memory is flat in the video's length and two runs give the same voice bit for bit.
 - ``none``: the original audio as it is (the new music is then only ducked under it).
 
 All take and return float32 audio at the given sample rate; the voice comes back mono.
 :func:`separate_stream` does the same on audio that arrives block by block, and
 :func:`separate_file` from a media file to a WAV: ``spectral`` and ``none`` then hold one chunk
-at a time, so memory does not grow with the video's length (``demucs`` holds the whole audio).
+at a time, so memory does not grow with the video's length.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from videobgm import paths
+from videobgm import models, paths
 from videobgm.errors import InputError
 
 SEPARATORS = ("spectral", "demucs", "none")
 TINY_DEMUCS_NAME = "tiny_htdemucs"  # bag name inside the local demucs repository
 DECODE_BLOCK_S = 10.0  # s of audio :func:`separate_file` decodes at a time
+
+
+@dataclass(frozen=True)
+class DemucsParams:
+    """How ``demucs`` is run over a long recording."""
+
+    window_s: float = 60.0  # seconds of stereo audio given to the model at once
+    overlap_s: float = 5.0  # seconds of crossfade between windows
+    segment_overlap: float = 0.25  # demucs' own overlap between its segments inside a window
+
+    def __post_init__(self) -> None:
+        if not 0 < self.overlap_s * 2 < self.window_s:
+            raise InputError("demucs overlap_s must be positive and less than half of window_s")
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,7 @@ def separate(
     _check_method(method)
     mono = np.asarray(audio, dtype=np.float32)
     if method == "demucs":
-        return separate_demucs(mono, sample_rate, model or "htdemucs", device)
+        return _gather(_demucs_stream([mono], sample_rate, model or "htdemucs", device), mono)
     mono = mono.mean(axis=0) if mono.ndim == 2 else mono
     if method == "none":
         return mono.copy()
@@ -94,8 +109,8 @@ def separate_stream(
     ``(channels, samples)`` each, mixed to mono): yields the voice as mono float32 blocks, in
     all as many samples as came in, equal to :func:`separate` of the whole audio.
 
-    ``spectral`` holds one chunk and its overlap at a time and ``none`` one block; ``demucs``
-    gathers the whole audio first (its model splits long audio itself, but needs all of it).
+    ``spectral`` holds one chunk and its overlap at a time, ``demucs`` one window (it is given
+    the channels as they come: the original stereo), ``none`` one block.
     """
     _check_method(method)
     if method == "demucs":
@@ -123,9 +138,14 @@ def separate_file(
 
     _check_method(method)
     has_audio = media.probe(source).has_audio
-    decoded = media.iter_audio(source, sample_rate, chunk_s=DECODE_BLOCK_S) if has_audio else None
+    stereo = method == "demucs"  # demucs separates the original channels
+    decoded = (
+        media.iter_audio(source, sample_rate, mono=not stereo, chunk_s=DECODE_BLOCK_S)
+        if has_audio
+        else None
+    )
     try:
-        audio = fit_blocks(decoded or (), n_samples)
+        audio = fit_blocks(decoded or (), n_samples, keep_channels=stereo)
         voice = separate_stream(audio, sample_rate, method, params, model, device)
         return media.write_audio_blocks(out_path, voice, sample_rate)
     finally:
@@ -134,21 +154,24 @@ def separate_file(
 
 
 def fit_blocks(
-    blocks: Iterable[np.ndarray], n_samples: int, block: int = 1 << 20
-) -> Iterator[np.ndarray]:
-    """Mono blocks cut, or followed by silence (in blocks of at most ``block`` samples), so
-    that they hold exactly ``n_samples`` in all."""
-    left = n_samples
+    blocks: Iterable[np.ndarray], n_samples: int, block: int = 1 << 20,
+    keep_channels: bool = False,
+) -> Iterator[np.ndarray]:  # fmt: skip
+    """Blocks cut, or followed by silence (in blocks of at most ``block`` samples), so that
+    they hold exactly ``n_samples`` in all: mono, or with their channels kept."""
+    left, channels = n_samples, ()
     for data in blocks:
         if left <= 0:
             break
-        data = _mono(data)[:left]
-        left -= len(data)
+        data = np.asarray(data, np.float32) if keep_channels else _mono(data)
+        data = data[..., :left]
+        channels = data.shape[:-1]
+        left -= data.shape[-1]
         yield data
     while left > 0:
         size = min(left, block)
         left -= size
-        yield np.zeros(size, np.float32)
+        yield np.zeros((*channels, size), np.float32)
 
 
 def _check_method(method: str) -> None:
@@ -199,29 +222,39 @@ def separate_spectral(audio: np.ndarray, sample_rate: int, params: SpectralParam
 def _spectral_stream(
     blocks: Iterable[np.ndarray], sample_rate: int, params: SpectralParams
 ) -> Iterator[np.ndarray]:
-    """The spectral separator on a stream. Audio no longer than one chunk is modelled whole;
-    longer audio in chunks of ``chunk_s`` starting every ``chunk_s - overlap_s``, as long as a
-    chunk starts before the last ``overlap_s``; each chunk's head crossfades (equal-sum) with
-    the previous chunk's tail. A chunk's audio is pulled from ``blocks`` only once the
-    previous chunk is done, and everything before its overlap is yielded by then."""
+    """The spectral separator on a stream, chunk by chunk (see :func:`_windowed`)."""
     chunk = int(params.chunk_s * sample_rate)
     overlap = int(params.overlap_s * sample_rate)
+    mono = (_mono(block) for block in blocks)
+    yield from _windowed(mono, chunk, overlap, lambda a: _separate_chunk(a, sample_rate, params))
+
+
+def _windowed(
+    blocks: Iterable[np.ndarray], chunk: int, overlap: int,
+    separate_chunk: Callable[[np.ndarray], np.ndarray],
+) -> Iterator[np.ndarray]:  # fmt: skip
+    """``separate_chunk`` (audio ``(..., samples)`` to mono voice) over a stream. Audio no
+    longer than one chunk is separated whole; longer audio in chunks of ``chunk`` samples
+    starting every ``chunk - overlap``, as long as a chunk starts before the last ``overlap``;
+    each chunk's head crossfades (equal-sum) with the previous chunk's tail. A chunk's audio
+    is pulled from ``blocks`` only once the previous chunk is done, and everything before its
+    overlap is yielded by then."""
     step = chunk - overlap
     fade_in = np.sin(0.5 * np.pi * np.linspace(0, 1, overlap, dtype=np.float32)) ** 2
     fade_out = 1.0 - fade_in
     pending = _Pending(blocks)
     audio = pending.head(chunk + 1)  # one sample more than a chunk: is there a next one?
-    if len(audio) <= chunk:
-        if len(audio):
-            yield _separate_chunk(audio, sample_rate, params)
+    if audio.shape[-1] <= chunk:
+        if audio.shape[-1]:
+            yield separate_chunk(audio)
         return
     tail = None
     while True:
-        piece = _separate_chunk(audio[:chunk], sample_rate, params)
+        piece = separate_chunk(audio[..., :chunk])
         if tail is not None:  # equal-sum crossfade with the previous chunk's tail
             piece[:overlap] *= fade_in
             piece[:overlap] += tail * fade_out
-        if len(audio) <= chunk:  # no chunk starts after this one
+        if audio.shape[-1] <= chunk:  # no chunk starts after this one
             yield piece
             return
         yield piece[:step]
@@ -230,8 +263,19 @@ def _spectral_stream(
         audio = pending.head(chunk + 1)
 
 
+def _gather(pieces: Iterable[np.ndarray], audio: np.ndarray) -> np.ndarray:
+    """Mono pieces of a stream, written into one array as long as ``audio``."""
+    out = np.empty(audio.shape[-1], np.float32)
+    done = 0
+    for piece in pieces:
+        out[done : done + len(piece)] = piece
+        done += len(piece)
+    return out
+
+
 class _Pending:
-    """The samples of a stream of mono blocks not yet dropped, pulled from it on demand."""
+    """The samples of a stream of blocks (time on the last axis, the same channels in every
+    block) not yet dropped, pulled from it on demand."""
 
     def __init__(self, blocks: Iterable[np.ndarray]) -> None:
         self._blocks = iter(blocks)
@@ -244,17 +288,17 @@ class _Pending:
             block = next(self._blocks, None)
             if block is None:
                 break
-            block = _mono(block)
+            block = np.asarray(block, np.float32)
             self._parts.append(block)
-            self._held += len(block)
+            self._held += block.shape[-1]
         if len(self._parts) != 1:
-            self._parts = [np.concatenate(self._parts or [np.zeros(0, np.float32)])]
-        return self._parts[0][:n]
+            self._parts = [np.concatenate(self._parts or [np.zeros(0, np.float32)], axis=-1)]
+        return self._parts[0][..., :n]
 
     def drop(self, n: int) -> None:
         """Forget the first ``n`` samples (held: :meth:`head` was asked for at least ``n``)."""
-        self._parts = [self.head(self._held)[n:]]
-        self._held = len(self._parts[0])
+        self._parts = [self.head(self._held)[..., n:]]
+        self._held = self._parts[0].shape[-1]
 
 
 def _separate_chunk(audio: np.ndarray, sample_rate: int, params: SpectralParams) -> np.ndarray:
@@ -314,43 +358,55 @@ def beat_spectrum(magnitude: np.ndarray) -> np.ndarray:
 
 
 def separate_demucs(
-    audio: np.ndarray, sample_rate: int, model: str = "htdemucs", device: str | None = None
-) -> np.ndarray:
-    """Vocals from demucs (two stems: vocals and the sum of the others), mono float32.
-
-    Holds the whole audio (and its resampled copies) in memory; demucs splits it into
-    overlapping segments for the model itself."""
-    import torch
-    from demucs.apply import apply_model
-
-    from videobgm.models import default_device
-
-    device = device or default_device()
-    bag = load_demucs(model, device)
-    stereo = audio if audio.ndim == 2 else audio[None]
-    if stereo.shape[0] == 1:
-        stereo = np.repeat(stereo, bag.audio_channels, axis=0)
-    resampled = _resample(stereo, sample_rate, bag.samplerate)
-    with torch.inference_mode():
-        sources = apply_model(
-            bag, torch.from_numpy(resampled)[None], device=device, split=True, overlap=0.25,
-            progress=len(audio.T) > 60 * sample_rate,
-        )[0]  # fmt: skip
-    vocals = sources[bag.sources.index("vocals")].mean(dim=0).cpu().numpy()
-    return _resample(vocals, bag.samplerate, sample_rate)[..., : stereo.shape[-1]].astype(
-        np.float32
-    )
+    audio: np.ndarray, sample_rate: int, model: str = "htdemucs", device: str | None = None,
+    params: DemucsParams | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Vocals from demucs (two stems: vocals and the sum of the others), mono float32, of
+    ``audio`` (``(samples,)`` or ``(channels, samples)``: the original stereo is best), in
+    overlapping windows (:class:`DemucsParams`)."""
+    audio = np.asarray(audio, np.float32)
+    return _gather(_demucs_stream([audio], sample_rate, model, device, params), audio)
 
 
 def _demucs_stream(
-    blocks: Iterable[np.ndarray], sample_rate: int, model: str, device: str | None
-) -> Iterator[np.ndarray]:
-    """:func:`separate_demucs` of the whole stream, gathered first, yielded in blocks."""
-    audio = np.concatenate([_mono(block) for block in blocks] or [np.zeros(0, np.float32)])
-    voice = separate_demucs(audio, sample_rate, model, device)
-    del audio
-    step = 1 << 20
-    yield from (voice[start : start + step] for start in range(0, len(voice), step))
+    blocks: Iterable[np.ndarray], sample_rate: int, model: str, device: str | None,
+    params: DemucsParams | None = None,
+) -> Iterator[np.ndarray]:  # fmt: skip
+    """Demucs' voice of a stream of blocks, one window at a time (see :func:`_windowed`)."""
+    from videobgm.models import default_device
+
+    params = params or DemucsParams()
+    device = device or default_device()
+    bag = load_demucs(model, device)
+    window = int(params.window_s * sample_rate)
+    overlap = int(params.overlap_s * sample_rate)
+
+    def voice(chunk: np.ndarray) -> np.ndarray:
+        return _demucs_window(bag, chunk, sample_rate, device, params)
+
+    yield from _windowed(blocks, window, overlap, voice)
+
+
+def _demucs_window(
+    bag: Any, audio: np.ndarray, sample_rate: int, device: str, params: DemucsParams
+) -> np.ndarray:
+    """Demucs' vocals of one window, mono float32 at ``sample_rate``, as long as ``audio``.
+    ``shifts=0``: demucs' default (1) shifts the input by a random offset on every call."""
+    import torch
+    from demucs.apply import apply_model
+
+    stereo = audio if audio.ndim == 2 else audio[None]
+    if stereo.shape[0] != bag.audio_channels:  # mono in: the same signal on every channel
+        stereo = np.repeat(stereo.mean(axis=0, keepdims=True), bag.audio_channels, axis=0)
+    resampled = _resample(stereo, sample_rate, bag.samplerate)
+    with torch.inference_mode():
+        sources = apply_model(
+            bag, torch.from_numpy(resampled)[None], shifts=0, split=True,
+            overlap=params.segment_overlap, device=device, progress=False,
+        )[0]  # fmt: skip
+    vocals = sources[bag.sources.index("vocals")].mean(dim=0).cpu().numpy()
+    del sources
+    return _resample(vocals, bag.samplerate, sample_rate)[: stereo.shape[-1]].astype(np.float32)
 
 
 def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -364,9 +420,11 @@ def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(audio, rate_out // g, rate_in // g, axis=-1).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=2)
+@models.cached_loader(maxsize=2)
 def load_demucs(model: str = "htdemucs", device: str = "cpu") -> Any:
-    """A demucs model by name: ``htdemucs`` from the hub, ``tiny`` from the local tiny repo."""
+    """A demucs model by name: ``htdemucs`` through demucs' own loader (the Hugging Face hub's
+    ``adefossez/HTDemucs`` first, its AWS mirror as the fallback), ``tiny`` from the local
+    tiny repo. Held until :func:`videobgm.models.release_models`."""
     from demucs.pretrained import get_model
 
     from videobgm.models import ModelUnavailableError
@@ -375,7 +433,8 @@ def load_demucs(model: str = "htdemucs", device: str = "cpu") -> Any:
         if model in ("tiny", "tiny:demucs"):
             bag = get_model(TINY_DEMUCS_NAME, repo=build_tiny_demucs())
         else:
-            bag = get_model(model)
+            with models.download_stall_timeout():
+                bag = get_model(model)
     except Exception as exc:  # demucs raises several kinds when the hub is unreachable
         raise ModelUnavailableError(
             f"demucs model {model!r} is not cached and could not be downloaded ({exc})"

@@ -104,6 +104,25 @@ class SpeechFilter:
 # --------------------------------------------------------------------------- Whisper
 
 
+def normalise_language(value: str | None) -> str | None:
+    """A spoken-language option as Whisper's code (``"English"``, ``"EN"``, ``"en"`` -> ``"en"``),
+    through Whisper's own tables (codes, names and aliases such as ``"Castilian"``); None
+    stays None (detect). An unknown language is one sentence."""
+    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+
+    if value is None or not str(value).strip():
+        return None
+    key = str(value).strip().lower()
+    if key in LANGUAGES:
+        return key
+    if key in TO_LANGUAGE_CODE:
+        return TO_LANGUAGE_CODE[key]
+    raise InputError(
+        f"unknown language {value!r}; give one Whisper knows, as a code or a name "
+        "(for example en, de, English or German)"
+    )
+
+
 def transcribe(
     audio_or_path: np.ndarray | str | os.PathLike[str],
     profile: str | models.ModelProfile = "auto",
@@ -117,7 +136,8 @@ def transcribe(
 ) -> Transcript:
     """Transcribe speech with the profile's Whisper.
 
-    Takes a media path or 16 kHz mono float32 samples. ``language`` (ISO 639-1) skips detection.
+    Takes a media path or 16 kHz mono float32 samples. ``language`` (a code or name Whisper
+    knows, see :func:`normalise_language`) skips detection.
     For non-English speech with ``translate``, the English ``text`` comes from the profile's
     translating Whisper and, with ``keep_original``, the original-language transcript is kept in
     ``original_text`` (a second pass). ``temperature`` None means Whisper's fallback schedule
@@ -126,6 +146,7 @@ def transcribe(
     be decoded six times over for nothing. Returns a :class:`Transcript` whose segments lie inside
     [0, duration] with positive length; digital silence returns an empty one without a model.
     """
+    language = normalise_language(language)
     audio, duration_s = _audio(audio_or_path)
     if audio.size == 0 or float(np.max(np.abs(audio))) < SILENT_PEAK:
         return Transcript((), duration_s, None, "silence")
@@ -364,7 +385,8 @@ def transcript_for(
         return transcribe(path, profile, **whisper_options)
     duration_s = media.probe(path).duration_s
     log.info("using the captions in %s instead of transcribing", captions)
-    return read_captions(captions, duration_s, whisper_options.get("language") or "en")
+    language = normalise_language(whisper_options.get("language")) or "en"
+    return read_captions(captions, duration_s, language)
 
 
 # --------------------------------------------------------------------------- JSON
