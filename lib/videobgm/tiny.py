@@ -228,3 +228,137 @@ def build_old_format_lora(directory: Path, diffusion_dir: Path, rank: int = 4) -
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(state, directory / OLD_LORA_FILE)
     return directory
+
+
+# --------------------------------------------------------------------------- hub rehearsal
+# A local Hugging Face / Whisper / torch cache laid out like the real repositories (their file
+# names, model_index entries, .bin weights, old tokenizer files, the empty published LoRA, the
+# demucs hub repo), filled with the tiny models, so that the real loading path can be rehearsed
+# offline. File lists checked against the hub's listings (see the README's model table).
+
+EMPTY_LORA_FILES = ("pytorch_lora_weights.bin", "model.bin")  # JD97's: pickles, no tensors
+SAFETY_CHECKER = ["stable_diffusion", "StableDiffusionSafetyChecker"]
+FEATURE_EXTRACTOR = ["transformers", "CLIPImageProcessor"]
+
+
+def build_hub_rehearsal(
+    hf_home: Path, whisper_dir: Path, tiny: dict[str, Path], repos: dict[str, tuple[str, str]]
+) -> dict[str, Path]:
+    """Lay out a Hugging Face cache under ``hf_home/hub`` and a Whisper cache in
+    ``whisper_dir`` from the tiny models ``tiny`` (:func:`videobgm.models.build_tiny_models`
+    plus ``"demucs"``: a tiny HTDemucs bag folder). ``repos`` maps each part (``emotion``,
+    ``diffusion``, ``lora``, ``demucs``) to ``(repo id, commit)``; ``whisper`` maps to
+    ``(model name, file name)``. Returns each part's snapshot folder (or file)."""
+    builders = {
+        "emotion": _rehearse_emotion,
+        "diffusion": _rehearse_diffusion,
+        "lora": _rehearse_empty_lora,
+        "demucs": _rehearse_demucs,
+    }
+    out: dict[str, Path] = {}
+    for part, build in builders.items():
+        if part in repos:
+            repo_id, commit = repos[part]
+            out[part] = _snapshot(hf_home / "hub", repo_id, commit)
+            build(out[part], tiny)
+    if "whisper" in repos:
+        whisper_dir.mkdir(parents=True, exist_ok=True)
+        out["whisper"] = whisper_dir / repos["whisper"][1]
+        out["whisper"].write_bytes(Path(tiny["whisper"]).read_bytes())
+    return out
+
+
+def _snapshot(hub: Path, repo_id: str, commit: str) -> Path:
+    """``models--org--name/snapshots/<commit>/`` with ``refs/main`` naming that commit."""
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    return snapshot
+
+
+def _copy_as_bin(source: Path, target: Path, weights: str) -> None:
+    """Copy a saved model folder, its safetensors weights re-saved as the ``.bin`` pickle
+    ``weights`` (the real repos' format), and its tokenizer also as vocab.json + merges.txt."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    target.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.suffix == ".safetensors":
+            torch.save(load_file(item), target / weights)
+        elif item.is_file():
+            shutil.copyfile(item, target / item.name)
+    if (source / "tokenizer.json").exists():
+        _old_tokenizer_files(source / "tokenizer.json", target)
+
+
+def _old_tokenizer_files(tokenizer_json: Path, target: Path) -> None:
+    """``vocab.json`` and ``merges.txt`` (the slow tokenizers' files) from a tokenizer.json."""
+    import json
+
+    model = json.loads(tokenizer_json.read_text(encoding="utf-8"))["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (target / "vocab.json").write_text(json.dumps(model["vocab"]), encoding="utf-8")
+    lines = "\n".join(["#version: 0.2", *merges]) + "\n"
+    (target / "merges.txt").write_text(lines, encoding="utf-8")
+
+
+def _rehearse_emotion(snapshot: Path, tiny: dict[str, Path]) -> None:
+    _copy_as_bin(Path(tiny["emotion"]), snapshot, "pytorch_model.bin")
+
+
+def _rehearse_diffusion(snapshot: Path, tiny: dict[str, Path]) -> None:
+    """riffusion-model-v1's layout: ``.bin`` weights, a CLIP tokenizer as vocab.json +
+    merges.txt only, and a model_index that names a safety checker and its image processor."""
+    import json
+
+    source = Path(tiny["diffusion"])
+    weights = {"unet": "diffusion_pytorch_model.bin", "vae": "diffusion_pytorch_model.bin",
+               "text_encoder": "pytorch_model.bin", "tokenizer": "", "scheduler": ""}  # fmt: skip
+    for part, name in weights.items():
+        _copy_as_bin(source / part, snapshot / part, name)
+    (snapshot / "tokenizer" / "tokenizer.json").unlink()  # the real repo has none
+    index = json.loads((source / "model_index.json").read_text())
+    index.pop("image_encoder", None)
+    index.update(safety_checker=SAFETY_CHECKER, feature_extractor=FEATURE_EXTRACTOR,
+                 requires_safety_checker=True)  # fmt: skip
+    (snapshot / "model_index.json").write_text(json.dumps(index, indent=2))
+    (snapshot / "feature_extractor").mkdir(exist_ok=True)
+    processor = {"crop_size": 224, "do_center_crop": True, "do_normalize": True,
+                 "do_resize": True, "image_processor_type": "CLIPImageProcessor", "size": 224,
+                 "image_mean": [0.4815, 0.4578, 0.4082], "image_std": [0.2686, 0.2613, 0.2758],
+                 "resample": 3}  # fmt: skip
+    (snapshot / "feature_extractor" / "preprocessor_config.json").write_text(json.dumps(processor))
+    (snapshot / "safety_checker").mkdir(exist_ok=True)
+    checker = {"architectures": ["StableDiffusionSafetyChecker"], "model_type": "clip"}
+    (snapshot / "safety_checker" / "config.json").write_text(json.dumps(checker))
+
+
+def _rehearse_empty_lora(snapshot: Path, tiny: dict[str, Path]) -> None:
+    """The published mood LoRA as it is: two small pickles that hold no tensor."""
+    import torch
+
+    for name in EMPTY_LORA_FILES:
+        torch.save({}, snapshot / name)
+
+
+def _rehearse_demucs(snapshot: Path, tiny: dict[str, Path]) -> None:
+    """adefossez/HTDemucs' layout (demucs 4.1's hub format): ``htdemucs.yaml`` naming the bag's
+    models and ``<signature>.safetensors`` with the class and init arguments as JSON metadata."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    package = torch.load(Path(tiny["demucs"]) / "0badc0de.th", weights_only=False)
+    klass = package["klass"]
+    metadata = {"klass": f"{klass.__module__}.{klass.__name__}",
+                "args": json.dumps(list(package["args"])),
+                "kwargs": json.dumps(package["kwargs"])}  # fmt: skip
+    state = {k: v.contiguous() for k, v in package["state"].items()}
+    save_file(state, snapshot / "955717e8.safetensors", metadata=metadata)
+    (snapshot / "htdemucs.yaml").write_text("models: ['955717e8']\n")
