@@ -101,7 +101,7 @@ def separate_stream(
     blocks: Iterable[np.ndarray],
     sample_rate: int,
     method: str = "spectral",
-    params: SpectralParams | None = None,
+    params: SpectralParams | DemucsParams | None = None,
     model: str | None = None,
     device: str | None = None,
 ) -> Iterator[np.ndarray]:
@@ -109,12 +109,14 @@ def separate_stream(
     ``(channels, samples)`` each, mixed to mono): yields the voice as mono float32 blocks, in
     all as many samples as came in, equal to :func:`separate` of the whole audio.
 
+    ``params``: :class:`SpectralParams` or, for ``demucs``, :class:`DemucsParams`.
     ``spectral`` holds one chunk and its overlap at a time, ``demucs`` one window (it is given
     the channels as they come: the original stereo), ``none`` one block.
     """
     _check_method(method)
-    if method == "demucs":
-        return _demucs_stream(blocks, sample_rate, model or "htdemucs", device)
+    if method == "demucs":  # params: DemucsParams here (SpectralParams are the spectral's)
+        windows = params if isinstance(params, DemucsParams) else None
+        return _demucs_stream(blocks, sample_rate, model or "htdemucs", device, windows)
     if method == "none":
         return (_mono(block).copy() for block in blocks)
     return _spectral_stream(blocks, sample_rate, params or SpectralParams())
@@ -126,7 +128,7 @@ def separate_file(
     n_samples: int,
     sample_rate: int,
     method: str = "spectral",
-    params: SpectralParams | None = None,
+    params: SpectralParams | DemucsParams | None = None,
     model: str | None = None,
     device: str | None = None,
 ) -> Path:
