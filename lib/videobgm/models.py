@@ -34,7 +34,7 @@ from videobgm.errors import InputError, VideobgmError
 log = logging.getLogger(__name__)
 
 EMOTION_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
-TINY_VERSION = 2  # bump when the tiny models' recipe changes, so caches are rebuilt
+TINY_VERSION = 3  # bump when the tiny models' recipe changes, so caches are rebuilt
 TINY_RESOLUTION = 512  # px; the tiny pipeline works at riffusion's native size
 _HUB_TIMEOUT_S = 3.0
 
@@ -55,6 +55,9 @@ class ModelProfile:
     diffusion: str = "riffusion/riffusion-model-v1"
     lora: str | None = "JD97/Riffusion_sentiment_LoRA"
     separator: str = "demucs"  # "demucs" (htdemucs) or "spectral" (no weights)
+    clap: str = "laion/larger_clap_music"  # music-text fit (videobgm.evaluate)
+    # The hub commit of laion/larger_clap_music that the evaluation was written against.
+    clap_revision: str | None = "a0b4534a14f58e20944452dff00a22a06ce629d1"
     substituted: tuple[str, ...] = ()  # stages that "auto" replaced by their offline model
 
     def whisper(self, device: str, translate: bool = False) -> str:
@@ -81,6 +84,7 @@ TINY = ModelProfile(
     diffusion="tiny:diffusion",
     lora="tiny:lora",
     separator="spectral",
+    clap="tiny:clap",
 )
 # Full-size architectures, random weights: for timings only (never chosen by "auto").
 BENCH = ModelProfile(
@@ -92,6 +96,7 @@ BENCH = ModelProfile(
     diffusion="bench:diffusion",
     lora="bench:lora",
     separator="spectral",
+    clap="tiny:clap",  # no full-size random CLAP yet: the evaluation is not benchmarked
 )
 PROFILES = {"pretrained": PRETRAINED, "tiny": TINY, "bench": BENCH}
 # Which fields of a profile belong to which stage (for "auto" substitution, one stage at a time).
@@ -100,6 +105,7 @@ _STAGE_FIELDS = {
     "emotion": ("emotion",),
     "music": ("diffusion", "lora"),
     "voice": ("separator",),
+    "fit": ("clap",),
 }
 
 
@@ -198,7 +204,9 @@ def _stage_available(stage: str) -> bool:
         )
     if stage == "voice":
         return _demucs_cached() or _reachable("https://dl.fbaipublicfiles.com")
-    repo = PRETRAINED.emotion if stage == "emotion" else PRETRAINED.diffusion
+    repo = {"emotion": PRETRAINED.emotion, "music": PRETRAINED.diffusion}.get(
+        stage, PRETRAINED.clap
+    )
     return _hf_cached(repo) or _reachable("https://huggingface.co")
 
 
@@ -244,6 +252,7 @@ _TINY_PARTS = {
     "emotion": "emotion",
     "diffusion": "diffusion",
     "lora": "lora",
+    "clap": "clap",
 }
 
 
@@ -267,7 +276,7 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
 
     Written to ``data/models/tiny/`` by default and reused while its manifest matches
     :data:`TINY_VERSION`. The directory appears atomically, so concurrent builders are safe.
-    Returns ``{"whisper": .pt file, "emotion": dir, "diffusion": dir, "lora": dir}``.
+    Returns ``{"whisper": .pt file, "emotion": dir, "diffusion": dir, "lora": dir, "clap": dir}``.
     """
     target = Path(directory) if directory else paths.tiny_models()
     built = {part: target / name for part, name in _TINY_PARTS.items()}
@@ -284,6 +293,7 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
         tiny.build_emotion(staging / _TINY_PARTS["emotion"], EMOTION_LABELS)
         tiny.build_diffusion(staging / _TINY_PARTS["diffusion"])
         tiny.build_old_format_lora(staging / _TINY_PARTS["lora"], staging / "diffusion")
+        tiny.build_clap(staging / _TINY_PARTS["clap"])
         (staging / "manifest.json").write_text(json.dumps({"version": TINY_VERSION}, indent=2))
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)

@@ -41,6 +41,7 @@ STAGE_VERSION = 1  # bump when a stage's outputs change meaning, to invalidate o
 MUSIC = ("auto", "riffusion", "procedural")
 SEPARATION = ("auto", "spectral", "demucs", "none")
 AUDIO_OUTPUTS = {".wav", ".flac"}
+RANKING_FILE = "ranking.json"  # per-variant fit scores, best first (with ``rank``)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class RunParams:
     timeline: str | None = None  # an edited timeline (JSON) used instead of the analysis
     steps: int | None = None  # riffusion denoising steps (None: generate's default)
     device: str | None = None  # cpu | cuda (None: $VIDEOBGM_DEVICE or what is visible)
+    rank: bool = False  # score each variant's fit to the timeline (CLAP); outputs best first
 
     def __post_init__(self) -> None:
         _choose("music", self.music, MUSIC)
@@ -108,6 +110,7 @@ class Result:
     profile: str
     music: str
     stages: dict[str, str] = field(default_factory=dict)  # stage -> "ran" | "reused"
+    scores: list[dict[str, Any]] = field(default_factory=list)  # per output, when ranked
 
 
 # --------------------------------------------------------------------------- stage bookkeeping
@@ -235,9 +238,10 @@ class _Job:
         timeline_key = self.analyse(transcript_key)
         voice_key = self.separate()
         compose_key = self.compose(timeline_key)
+        rank_key = self.rank(compose_key)
         mix_key = self.mix(voice_key, compose_key, transcript_key)
-        self.deliver(mix_key, outputs)
-        self.report(compose_key)
+        self.deliver(mix_key, rank_key, outputs)
+        self.report(compose_key, rank_key)
         return self.result(outputs)
 
     # -- stages ---------------------------------------------------------------------------
@@ -351,6 +355,40 @@ class _Job:
 
         return self.stages.run("compose", key, bgm + plans, work)
 
+    def rank(self, compose_key: str) -> str:
+        """With ``rank``: each variant's fit to the timeline (CLAP zero-shot, see
+        :mod:`videobgm.evaluate`), best first, written to ``ranking.json``."""
+        if not self.settings.rank:
+            return "unranked"
+        out = self.folder / RANKING_FILE
+        key = _key("rank", compose_key, self.profile.clap, self.profile.clap_revision)
+
+        def work() -> None:
+            from videobgm import evaluate, timeline_io
+
+            spans = timeline_io.load_timeline(self.folder / "timeline.json")
+            clap = evaluate.load_clap(self.profile, self.device)
+            records = evaluate.rank_variants(self._variant_paths("bgm", ".wav"), spans, clap)
+            with paths.atomic_output(out) as tmp:
+                tmp.write_text(json.dumps(records, indent=1), encoding="utf-8")
+
+        return self.stages.run("rank", key, [out], work)
+
+    def _ranking(self) -> list[dict[str, Any]]:
+        path = self.folder / RANKING_FILE
+        return json.loads(path.read_text()) if self.settings.rank else []
+
+    def _order(self) -> list[int]:
+        """Run-folder variant indices (0-based) in output order: best first when ranked."""
+        ranking = self._ranking()
+        if not ranking:
+            return list(range(self.settings.variants))
+        return [record["variant"] - 1 for record in ranking]
+
+    def _ordered(self, stem: str, suffix: str) -> list[Path]:
+        files = self._variant_paths(stem, suffix)
+        return [files[k] for k in self._order()]
+
     def mix(self, voice_key: str, compose_key: str, transcript_key: str) -> str:
         from videobgm.mix import MixParams
 
@@ -369,14 +407,15 @@ class _Job:
 
         return self.stages.run("mix", key, outs, work)
 
-    def deliver(self, mix_key: str, outputs: list[Path]) -> str:
+    def deliver(self, mix_key: str, rank_key: str, outputs: list[Path]) -> str:
         """Mux each mix under the video (or write it, for audio-only input), and put the stems
-        beside the output: ``<out>.voice.wav``, ``<out>.bgm.wav``, ``<out>.mix.wav``."""
+        beside the output: ``<out>.voice.wav``, ``<out>.bgm.wav``, ``<out>.mix.wav``. Ranked
+        runs deliver the best variant first."""
         extras = self._beside(outputs)
-        key = _key("deliver", mix_key, self.input_hash, [str(p) for p in outputs])
+        key = _key("deliver", mix_key, rank_key, self.input_hash, [str(p) for p in outputs])
 
         def work() -> None:
-            mixes = self._variant_paths("mix", ".wav")
+            mixes = self._ordered("mix", ".wav")
             for mix_path, out in zip(mixes, outputs, strict=True):
                 if self.info.has_video:
                     media.mux(self.source, mix_path, out)
@@ -391,23 +430,28 @@ class _Job:
         first = outputs[0]
         pairs = [(self.folder / "voice.wav", first.with_name(f"{first.stem}.voice.wav"))]
         for run_bgm, run_mix, out in zip(
-            self._variant_paths("bgm", ".wav"), self._variant_paths("mix", ".wav"), outputs,
-            strict=True,
+            self._ordered("bgm", ".wav"), self._ordered("mix", ".wav"), outputs, strict=True,
         ):  # fmt: skip
             pairs.append((run_bgm, out.with_name(f"{out.stem}.bgm.wav")))
             if self.info.has_video:
                 pairs.append((run_mix, out.with_name(f"{out.stem}.mix.wav")))
         return pairs
 
-    def report(self, compose_key: str) -> str:
+    def report(self, compose_key: str, rank_key: str) -> str:
         out = self.folder / "report.md"
         figure = self.folder / "timeline.png"
-        key = _key("report", compose_key)
+        key = _key("report", compose_key, rank_key)
 
         def work() -> None:
             from videobgm.plots.pipeline import write_report
 
             write_report(self.folder, self.source, self.info, self.music, out, figure)
+            if self.settings.rank:
+                from videobgm.evaluate import ranking_markdown
+
+                text = out.read_text(encoding="utf-8") + "\n" + ranking_markdown(self._ranking())
+                with paths.atomic_output(out) as tmp:
+                    tmp.write_text(text, encoding="utf-8")
 
         return self.stages.run("report", key, [out, figure], work)
 
@@ -422,12 +466,13 @@ class _Job:
         base = self.folder / "timeline"
         return Result(
             input=self.source, run_dir=self.folder, outputs=outputs,
-            voice=self.folder / "voice.wav", bgm=self._variant_paths("bgm", ".wav"),
-            mix=self._variant_paths("mix", ".wav"),
+            voice=self.folder / "voice.wav", bgm=self._ordered("bgm", ".wav"),
+            mix=self._ordered("mix", ".wav"),
             timeline={s[1:]: base.with_suffix(s) for s in (".json", ".csv", ".srt")},
-            plans=[p.with_name(f"{p.stem}.plan.json") for p in self._variant_paths("bgm", ".wav")],
+            plans=[p.with_name(f"{p.stem}.plan.json") for p in self._ordered("bgm", ".wav")],
             transcript=self.folder / "transcript.json", report=self.folder / "report.md",
             profile=self.profile.name, music=self.music, stages=dict(self.stages.status),
+            scores=self._ranking(),
         )  # fmt: skip
 
 
@@ -534,6 +579,9 @@ def add_cli(subparsers) -> None:
         help="transcribe even when captions lie beside the video")  # fmt: skip
     add("--steps", type=int, help="riffusion denoising steps")
     add("--device", help="cpu | cuda (default: CUDA when visible)")
+    add("--rank", action="store_true",
+        help="score each variant's fit to the timeline (CLAP) and order the outputs best first; "
+        "scores go to the run folder's ranking.json and report")  # fmt: skip
     add("--run-dir", help="run folder (default runs/<name>-<hash>/; for a folder: their parent)")
     add("-q", "--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(func=_cli_run)
@@ -555,5 +603,8 @@ def _cli_run(args) -> int:
         return 1 if failures else 0
     result = run(target, args.output, args.run_dir, progress=not args.quiet, **params)
     print("\n".join(f"output: {p}" for p in result.outputs))
+    for out, score in zip(result.outputs, result.scores, strict=False):
+        print(f"  fit {score['fit']:.3f}  top-1 {score['accuracy']:.2f}  {out.name}"
+              f"  (composed as variant {score['variant']})")  # fmt: skip
     print(f"stems beside it, run folder: {result.run_dir} (report: {result.report})")
     return 0
