@@ -59,7 +59,7 @@ class Clap:
 
     def __init__(self, model: Any, processor: Any, device: str, ref: str):
         self.model, self.processor, self.device, self.ref = model, processor, device, ref
-        self.logit_scale = float(model.logit_scale_a.exp())  # CLAP's audio->text temperature
+        self.logit_scale = float(model.logit_scale_a.detach().exp())  # CLAP's audio->text temperature
         self.dim = int(model.config.projection_dim)
         fusion = bool(model.config.audio_config.enable_fusion)
         # Our windows are never longer than the model's input, so "rand_trunc" never crops at
