@@ -375,7 +375,7 @@ def ranking_markdown(records: Sequence[dict[str, Any]]) -> str:
     ]  # fmt: skip
     for place, r in enumerate(records, start=1):
         lines.append(
-            f"| {place} | variant {r['variant']} ({r['file']}) | {r['fit']:.3f} | "
+            f"| {place} | variant {r['variant']} ({r['file']}) | {r['fit']:.5f} | "
             f"{r['accuracy']:.2f} | {r['mean_rank']:.2f} | {r['mean_margin']:+.3f} |"
         )
     return "\n".join(lines) + "\n"
