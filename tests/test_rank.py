@@ -65,8 +65,10 @@ def test_the_ranking_is_reproducible(ranked):
     base, argv = ranked
     before = _ranking(base)
     (base / "run" / pipeline.RANKING_FILE).unlink()  # the rank stage runs again, alone
-    result = pipeline.run(base / "story.mp4", _outputs(base)[0], run_dir=base / "run",
-                          progress=False, variants=VARIANTS, rank=True, music="procedural")  # fmt: skip
+    settings = dict(variants=VARIANTS, rank=True, music="procedural")
+    result = pipeline.run(
+        base / "story.mp4", _outputs(base)[0], run_dir=base / "run", progress=False, **settings
+    )
     assert result.stages["rank"] == "ran" and result.stages["compose"] == "reused"
     assert _ranking(base) == before and result.scores == before
     assert [p.name for p in result.bgm] == [r["file"] for r in before]

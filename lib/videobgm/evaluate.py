@@ -34,6 +34,7 @@ from videobgm.dataset_clips import to_rate
 from videobgm.errors import InputError
 
 CLAP_RATE = 48000  # Hz; CLAP's feature extractor works at 48 kHz
+RATE_44K = 44100  # Hz; the project's audio rate (composed music, decoded dataset clips)
 WINDOW_S = 10.0  # s; CLAP's input length: longer audio is cut into windows, averaged
 MIN_TAIL_S = 1.0  # s; a last window shorter than this is dropped (unless it is the only one)
 BATCH = 8  # windows per forward pass
@@ -59,7 +60,8 @@ class Clap:
 
     def __init__(self, model: Any, processor: Any, device: str, ref: str):
         self.model, self.processor, self.device, self.ref = model, processor, device, ref
-        self.logit_scale = float(model.logit_scale_a.detach().exp())  # CLAP's audio->text temperature
+        # CLAP's audio->text temperature
+        self.logit_scale = float(model.logit_scale_a.detach().exp())
         self.dim = int(model.config.projection_dim)
         fusion = bool(model.config.audio_config.enable_fusion)
         # Our windows are never longer than the model's input, so "rand_trunc" never crops at
@@ -105,17 +107,22 @@ class Clap:
         return unit(out.float().cpu().numpy())
 
 
-def load_clap(profile: str | models.ModelProfile = "auto", device: str | None = None) -> Clap:
+def load_clap(
+    profile: str | models.ModelProfile = "auto", device: str | None = None, ref: str | None = None
+) -> Clap:
     """The profile's CLAP (``ClapModel`` + ``ClapProcessor``, at its pinned revision) on
-    ``device`` (default: CUDA when visible). Raises ModelUnavailableError when the weights are
-    neither cached nor downloadable."""
+    ``device`` (default: CUDA when visible); ``ref`` names another one (hub id at its newest
+    revision, or a local folder). Raises ModelUnavailableError when the weights are neither
+    cached nor downloadable."""
     from transformers import ClapModel, ClapProcessor  # deferred: heavy import
 
     resolved = models.resolve_profile(profile)
     device = device or models.default_device()
-    ref = resolved.clap
+    pinned = not ref or ref == resolved.clap
+    ref = ref or resolved.clap
     where = models.locate(ref)
-    revision = None if ref.startswith("tiny:") or Path(where).exists() else resolved.clap_revision
+    local = ref.startswith("tiny:") or Path(where).exists()
+    revision = resolved.clap_revision if pinned and not local else None
     try:
         model = ClapModel.from_pretrained(where, revision=revision)
         processor = ClapProcessor.from_pretrained(where, revision=revision)
@@ -409,3 +416,91 @@ def backend_clips(
                         lora_scale=scale, device=device, progress=False)[0].audio
         for seed in seeds
     ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One backend's clips in a study: the audio, what each was made for, and its scores."""
+
+    backend: str
+    emotions: tuple[str, ...]  # the intended emotion of each clip
+    seeds: tuple[int, ...]
+    clips: tuple[np.ndarray, ...]  # 44.1 kHz mono float32
+    embeddings: np.ndarray  # (clips, dim)
+    alignment: Alignment
+
+    def extremes(self) -> list[tuple[str, int, int]]:
+        """Per emotion: (emotion, index of its best clip, index of its worst clip), by the
+        zero-shot probability of the intended emotion."""
+        rows = []
+        for emotion in dict.fromkeys(self.emotions):
+            own = [i for i, e in enumerate(self.emotions) if e == emotion]
+            probs = [self.alignment.spans[i].probability for i in own]
+            rows.append((emotion, own[int(np.argmax(probs))], own[int(np.argmin(probs))]))
+        return rows
+
+
+def study_arm(
+    backend: str, emotions: Sequence[str], seeds: Sequence[int], seconds: float, clap: Clap,
+    profile: Any = "auto", lora: str | None = None, steps: int | None = None,
+    texts: np.ndarray | None = None,
+) -> Arm:  # fmt: skip
+    """Generate one clip per (emotion, seed) with ``backend`` and score them all."""
+    from tqdm.auto import tqdm  # deferred: only studies show this bar
+
+    made, clips = [], []
+    for emotion in tqdm(emotions, desc=backend, leave=False):
+        for clip in backend_clips(backend, emotion, seeds, seconds, profile, lora, steps,
+                                  clap.device):  # fmt: skip
+            made.append(emotion)
+            clips.append(clip)
+    embeddings = clap.embed_audio(clips, RATE_44K)
+    texts = emotion_embeddings(clap) if texts is None else texts
+    alignment = score_embeddings(embeddings, made, texts, clap.logit_scale)
+    seed_list = tuple(seed for _ in emotions for seed in seeds)
+    return Arm(backend, tuple(made), seed_list, tuple(clips), embeddings, alignment)
+
+
+def reference_embeddings(
+    clap: Clap, dataset_dir: str | os.PathLike[str], moods: Sequence[str], per_mood: int = 4
+) -> dict[str, np.ndarray]:
+    """Embeddings of up to ``per_mood`` clips of each mood from a curated dataset (its
+    spectrogram images decoded back to audio): ``{mood: (n, dim)}``; moods the dataset lacks
+    are left out."""
+    import json
+
+    from videobgm import dataset, spectrogram
+
+    folder = Path(dataset_dir) / "train"
+    metadata = folder / "metadata.jsonl"
+    if not metadata.exists():
+        raise InputError(f"{dataset_dir}: is not a curated dataset (no train/metadata.jsonl)")
+    rows = [json.loads(line) for line in metadata.read_text().splitlines() if line.strip()]
+    out = {}
+    for mood in dict.fromkeys(moods):
+        names = [r["file_name"] for r in rows if r.get("mood") == mood][:per_mood]
+        if names:
+            images = [spectrogram.open_image(folder / name) for name in names]
+            out[mood] = clap.embed_audio(dataset.preview_audio(images, RATE_44K), RATE_44K)
+    return out
+
+
+def study_table(arms: Sequence[Arm], references: dict[str, np.ndarray], table=None):
+    """One row per backend: top-1 accuracy, mean rank, mean margin and FAD against the
+    reference clips of the moods its emotions are prompted with (pooled; NaN with fewer than
+    2 clips on either side). A ``pandas.DataFrame``."""
+    import pandas as pd  # deferred: only the notebook's tables need it
+
+    table = prompts.load_prompts() if table is None else table
+    rows = []
+    for arm in arms:
+        moods = {table[e].mood for e in arm.emotions}
+        pooled = [references[m] for m in moods if m in references]
+        reference = np.concatenate(pooled) if pooled else np.zeros((0, arm.embeddings.shape[1]))
+        usable = len(arm.clips) >= 2 and len(reference) >= 2
+        rows.append({
+            "backend": arm.backend, "clips": len(arm.clips), **arm.alignment.summary(),
+            "reference clips": len(reference),
+            "FAD": fad(arm.embeddings, reference) if usable else float("nan"),
+        })  # fmt: skip
+    return pd.DataFrame(rows).drop(columns=["spans"]).set_index("backend")
