@@ -72,3 +72,19 @@ def test_the_ranking_is_reproducible(ranked):
     assert result.stages["rank"] == "ran" and result.stages["compose"] == "reused"
     assert _ranking(base) == before and result.scores == before
     assert [p.name for p in result.bgm] == [r["file"] for r in before]
+
+
+def test_the_studio_shows_each_variants_score(ranked):
+    from videobgm import widgets
+
+    base, _ = ranked
+    result = pipeline.run(
+        base / "story.mp4", _outputs(base)[0], run_dir=base / "run", progress=False,
+        variants=VARIANTS, rank=True, music="procedural",
+    )  # fmt: skip
+    assert set(result.stages.values()) == {"reused"}
+    studio = widgets.Studio(result, base / "out", variants=VARIANTS, rank=True)
+    labels = [label for label, _ in studio.variant.options]
+    records = _ranking(base)
+    assert labels == [f"variant {k} (fit {r['fit']:.3f}, top-1 {r['accuracy']:.0%})"
+                      for k, r in enumerate(records, start=1)]  # fmt: skip
