@@ -10,6 +10,7 @@ from scipy import linalg
 
 from videobgm import evaluate, media, models, prompts, synth
 from videobgm.emotion import Span
+from videobgm.errors import InputError
 
 RATE = 44100  # Hz
 
@@ -99,7 +100,7 @@ def test_shuffled_labels_score_at_chance(clap):
 
 
 def test_unknown_emotion_is_one_clear_sentence(clap):
-    with pytest.raises(evaluate.InputError, match="unknown emotion 'bliss'"):
+    with pytest.raises(InputError, match="unknown emotion 'bliss'"):
         evaluate.score_embeddings(np.ones((1, 4)), ["bliss"], np.ones((7, 4)), 1.0)
 
 
@@ -140,7 +141,7 @@ def test_fad_of_samples_approaches_the_gaussians_distance():
 
 
 def test_fad_needs_two_embeddings_per_set():
-    with pytest.raises(evaluate.InputError, match="at least 2 embeddings"):
+    with pytest.raises(InputError, match="at least 2 embeddings"):
         evaluate.fad(np.ones((1, 4)), np.ones((5, 4)))
 
 
