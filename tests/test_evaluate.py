@@ -158,3 +158,30 @@ def test_embeddings_are_cached_per_file(clap, tmp_path):
     np.save(stored[0], np.full(clap.dim, 7.0, np.float32))  # the cache, not the model, answers
     again = evaluate.embed_files(clap, files, cache)
     assert (again == 7.0).all(axis=1).sum() == 1
+
+
+def test_cli_scores_a_track_against_its_timeline(tmp_path, capsys):
+    from videobgm import cli, timeline_io
+
+    spans = [Span(0.0, 4.0, "joy", 1.0), Span(4.0, 9.0, "sadness", 1.0)]
+    timeline = timeline_io.save_timeline(spans, tmp_path / "t.json")
+    music = np.concatenate([synth.render("joy", 4.0), synth.render("sadness", 5.0)])
+    track = media.write_audio(tmp_path / "bgm.wav", music, RATE)
+    out = tmp_path / "scores.json"
+    argv = ["evaluate", str(track), "--timeline", str(timeline), "-o", str(out), "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert "2 spans: top-1" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert [s["intended"] for s in record["spans"]] == ["joy", "sadness"]
+    assert [s["end_s"] for s in record["spans"]] == [4.0, 9.0]
+    assert 1 <= record["mean_rank"] <= 7
+
+
+def test_cli_refuses_a_timeline_that_is_not_one(tmp_path, capsys):
+    from videobgm import cli
+
+    bad = tmp_path / "t.json"
+    bad.write_text("{not json")
+    track = media.write_audio(tmp_path / "bgm.wav", synth.render("joy", 2.0), RATE)
+    assert cli.main(["evaluate", str(track), "--timeline", str(bad)]) == 1
+    assert "t.json" in capsys.readouterr().err

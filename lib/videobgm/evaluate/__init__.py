@@ -41,6 +41,7 @@ from videobgm.evaluate.clap import (
     load_clap,
     unit,
 )
+from videobgm.evaluate.command import add_cli
 from videobgm.evaluate.fad import fad, frechet_distance, gaussian
 from videobgm.evaluate.study import (
     STUDY_BACKENDS,
@@ -53,8 +54,8 @@ from videobgm.evaluate.study import (
 
 __all__ = [
     "CLAP_RATE", "EMOTIONS", "RATE_44K", "STUDY_BACKENDS", "Alignment", "Arm", "Clap", "Embedder",
-    "SpanScore", "align", "audio_windows", "backend_clips", "confusion_matrix", "embed_files",
-    "emotion_embeddings", "emotion_texts", "fad", "frechet_distance", "gaussian", "load_clap",
-    "rank_variants", "ranking_markdown", "reference_embeddings", "score_embeddings", "study_arm",
-    "study_table", "unit", "zero_shot",
+    "SpanScore", "add_cli", "align", "audio_windows", "backend_clips", "confusion_matrix",
+    "embed_files", "emotion_embeddings", "emotion_texts", "fad", "frechet_distance", "gaussian",
+    "load_clap", "rank_variants", "ranking_markdown", "reference_embeddings", "score_embeddings",
+    "study_arm", "study_table", "unit", "zero_shot",
 ]  # fmt: skip
