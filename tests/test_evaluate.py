@@ -185,3 +185,13 @@ def test_cli_refuses_a_timeline_that_is_not_one(tmp_path, capsys):
     track = media.write_audio(tmp_path / "bgm.wav", synth.render("joy", 2.0), RATE)
     assert cli.main(["evaluate", str(track), "--timeline", str(bad)]) == 1
     assert "t.json" in capsys.readouterr().err
+
+
+@pytest.mark.requires_cuda
+def test_clap_on_cuda_gives_the_cpu_embeddings(clap):
+    on_gpu = evaluate.load_clap("tiny", device="cuda")
+    clips = [synth.render("fear", 12.0), synth.render("joy", 3.0)]
+    np.testing.assert_allclose(on_gpu.embed_audio(clips, RATE), clap.embed_audio(clips, RATE),
+                               atol=1e-3)  # fmt: skip
+    texts = ["fear, dark, tense", "happy, ukulele"]
+    np.testing.assert_allclose(on_gpu.embed_text(texts), clap.embed_text(texts), atol=1e-3)
