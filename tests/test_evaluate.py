@@ -195,3 +195,60 @@ def test_clap_on_cuda_gives_the_cpu_embeddings(clap):
                                atol=1e-3)  # fmt: skip
     texts = ["fear, dark, tense", "happy, ukulele"]
     np.testing.assert_allclose(on_gpu.embed_text(texts), clap.embed_text(texts), atol=1e-3)
+
+
+def test_a_file_is_scored_span_by_span_as_the_array_is(clap, tmp_path):
+    spans = [Span(1.5 * i, 1.5 * (i + 1), e) for i, e in enumerate(prompts.EMOTIONS)]
+    track = media.write_audio(tmp_path / "planted.wav", planted_music(spans), RATE)
+    result = evaluate.align_file(track, spans, PlantedClap(clap))
+    assert result.accuracy == 1.0
+    np.testing.assert_array_equal(result.confusion(), np.eye(7, dtype=int))
+    assert [(s.start_s, s.end_s) for s in result.spans] == [(s.start, s.end) for s in spans]
+
+
+def _hub_cache(root, revision):
+    """A local hub cache holding laion/larger_clap_music at ``revision`` in the repo's layout
+    at that commit (config, pytorch_model.bin, preprocessor and tokenizer files), with the tiny
+    CLAP's weights."""
+    import torch
+    from transformers import ClapModel, ClapProcessor
+
+    tiny = models.build_tiny_models()["clap"]
+    repo = root / "models--laion--larger_clap_music"
+    snapshot = repo / "snapshots" / revision
+    model, processor = ClapModel.from_pretrained(tiny), ClapProcessor.from_pretrained(tiny)
+    model.config.save_pretrained(snapshot)
+    torch.save(model.state_dict(), snapshot / "pytorch_model.bin")
+    processor.feature_extractor.save_pretrained(snapshot)
+    processor.tokenizer.save_pretrained(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return root
+
+
+def test_pretrained_clap_loads_from_the_hub_cache_at_its_pinned_revision(
+    clap, tmp_path, monkeypatch
+):
+    import huggingface_hub
+
+    pinned = models.PRETRAINED.clap_revision
+    assert models.PRETRAINED.clap == "laion/larger_clap_music" and len(pinned) == 40
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("VIDEOBGM_PROFILE")
+    _hub_cache(tmp_path / "hub", pinned)
+    loaded = evaluate.load_clap(models.PRETRAINED, device="cpu")
+    clip = [synth.render("sadness", 2.0)]
+    # Same weights; only torch's thread count differs (tiny models run on one thread).
+    np.testing.assert_allclose(
+        loaded.embed_audio(clip, RATE), clap.embed_audio(clip, RATE), atol=1e-6
+    )
+
+
+def test_another_revision_in_the_cache_is_not_taken_for_the_pinned_one(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("VIDEOBGM_PROFILE")
+    _hub_cache(tmp_path / "hub", "0" * 40)
+    with pytest.raises(models.ModelUnavailableError, match="laion/larger_clap_music"):
+        evaluate.load_clap(models.PRETRAINED, device="cpu")

@@ -23,6 +23,7 @@ from videobgm.evaluate.alignment import (
     Alignment,
     SpanScore,
     align,
+    align_file,
     confusion_matrix,
     emotion_embeddings,
     emotion_texts,
@@ -54,8 +55,8 @@ from videobgm.evaluate.study import (
 
 __all__ = [
     "CLAP_RATE", "EMOTIONS", "RATE_44K", "STUDY_BACKENDS", "Alignment", "Arm", "Clap", "Embedder",
-    "SpanScore", "add_cli", "align", "audio_windows", "backend_clips", "confusion_matrix",
-    "embed_files", "emotion_embeddings", "emotion_texts", "fad", "frechet_distance", "gaussian",
-    "load_clap", "rank_variants", "ranking_markdown", "reference_embeddings", "score_embeddings",
-    "study_arm", "study_table", "unit", "zero_shot",
+    "SpanScore", "add_cli", "align", "align_file", "audio_windows", "backend_clips",
+    "confusion_matrix", "embed_files", "emotion_embeddings", "emotion_texts", "fad",
+    "frechet_distance", "gaussian", "load_clap", "rank_variants", "ranking_markdown",
+    "reference_embeddings", "score_embeddings", "study_arm", "study_table", "unit", "zero_shot",
 ]  # fmt: skip

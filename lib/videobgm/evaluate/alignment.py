@@ -151,6 +151,26 @@ def align(
     return score_embeddings(audio, labels, texts, embedder.logit_scale, times)
 
 
+def align_file(
+    track: str | os.PathLike[str], spans: Sequence[Any], embedder: Embedder,
+    texts: np.ndarray | None = None,
+) -> Alignment:  # fmt: skip
+    """:func:`align` for a music file, read one span at a time (memory holds one span's
+    audio, however long the track)."""
+    texts = emotion_embeddings(embedder) if texts is None else texts
+    rows, labels, times = [], [], []
+    for span in spans:
+        piece = media.decode_audio(track, CLAP_RATE, start_s=span.start,
+                                   duration_s=span.end - span.start)  # fmt: skip
+        if piece.size:
+            rows.append(embedder.embed_audio([piece], CLAP_RATE)[0])
+            labels.append(span.emotion)
+            times.append((span.start, span.end))
+    if not rows:
+        raise InputError(f"{track}: no span of the timeline has music under it")
+    return score_embeddings(np.stack(rows), labels, texts, embedder.logit_scale, times)
+
+
 def rank_variants(
     tracks: Sequence[str | os.PathLike[str]], spans: Sequence[Any], embedder: Embedder
 ) -> list[dict[str, Any]]:
@@ -161,8 +181,7 @@ def rank_variants(
     texts = emotion_embeddings(embedder)
     records = []
     for number, track in enumerate(tracks, start=1):
-        music = media.decode_audio(track, CLAP_RATE)
-        alignment = align(music, CLAP_RATE, spans, embedder, texts)
+        alignment = align_file(track, spans, embedder, texts)
         records.append({"variant": number, "file": Path(track).name, **alignment.summary()})
     return sorted(records, key=lambda r: (-round(r["fit"], 9), -r["accuracy"], r["variant"]))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from videobgm import media, paths, timeline_io
-from videobgm.evaluate.alignment import align
-from videobgm.evaluate.clap import CLAP_RATE, load_clap
+from videobgm import paths, timeline_io
+from videobgm.evaluate.alignment import align_file
+from videobgm.evaluate.clap import load_clap
 
 
 def add_cli(subparsers) -> None:
@@ -27,8 +27,7 @@ def add_cli(subparsers) -> None:
 
 def _cli_evaluate(args) -> int:
     spans = timeline_io.load_timeline(args.timeline)
-    music = media.decode_audio(args.music, CLAP_RATE)
-    result = align(music, CLAP_RATE, spans, load_clap(args.profile, args.device))
+    result = align_file(args.music, spans, load_clap(args.profile, args.device))
     summary = result.summary()
     print(
         f"{summary['spans']} spans: top-1 {summary['accuracy']:.0%}, mean rank "
