@@ -604,7 +604,7 @@ def _cli_run(args) -> int:
     result = run(target, args.output, args.run_dir, progress=not args.quiet, **params)
     print("\n".join(f"output: {p}" for p in result.outputs))
     for out, score in zip(result.outputs, result.scores, strict=False):
-        print(f"  fit {score['fit']:.3f}  top-1 {score['accuracy']:.2f}  {out.name}"
+        print(f"  fit {score['fit']:.4f}  top-1 {score['accuracy']:.2f}  {out.name}"
               f"  (composed as variant {score['variant']})")  # fmt: skip
     print(f"stems beside it, run folder: {result.run_dir} (report: {result.report})")
     return 0

@@ -47,6 +47,8 @@ class Clap:
     def embed_audio(self, clips: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
         """``(len(clips), dim)`` float32: each clip (mono, any length) resampled to 48 kHz,
         cut into 10 s windows, embedded in batches; window embeddings averaged, renormalised."""
+        if not clips:
+            return np.zeros((0, self.dim), np.float32)
         windows, owner = [], []
         for index, clip in enumerate(clips):
             pieces = audio_windows(to_rate(np.asarray(clip, np.float32), sample_rate, CLAP_RATE))
