@@ -3,6 +3,8 @@
 ``run(video)`` decodes the audio, transcribes it (or reads sidecar captions), classifies each
 phrase, builds the emotion timeline (or takes an edited one), isolates the voice, composes the
 new music (N variants), mixes, and muxes the mix back under the untouched video stream.
+With ``rank``, a CLAP model scores each variant's fit to the timeline
+(:mod:`videobgm.evaluate`) and the outputs are numbered best first (``ranking.json``).
 
 Each stage writes its outputs atomically into the run folder and records a key: a hash of its
 parameters and of the keys of the stages it depends on. A re-run skips every stage whose key
