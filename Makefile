@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 TEST_ENV := VIDEOBGM_PROFILE=tiny HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_WAIT_POLICY=PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint format demo reports bench sample clean
+.PHONY: help setup test lint format demo reports eval bench sample clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ demo: $(STAMP) ## run the main job on the demo sample, outputs under reports/ an
 
 reports: $(STAMP) ## execute every notebook with papermill into reports/ (PROFILE=auto|tiny|pretrained)
 	$(BIN)/python -m videobgm.reports --profile $(PROFILE)
+
+eval: $(STAMP) ## notebook 06 into reports/: does the music fit the emotion? (CLAP alignment, FAD)
+	$(BIN)/python -m videobgm.reports --profile $(PROFILE) --only 06
 
 bench: $(STAMP) ## benchmarks: every stage against its baseline, results under reports/bench/ (BENCH_ARGS=--full)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m videobgm.bench $(BENCH_ARGS)

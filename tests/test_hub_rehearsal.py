@@ -28,6 +28,7 @@ REPOS = {
     "diffusion": (models.PRETRAINED.diffusion, models.DIFFUSION_REVISION),
     "lora": (models.PUBLISHED_LORA, "52b27234b7b906109aa6f7c8b299a420f0adb71d"),
     "demucs": (models.DEMUCS_HF_REPO, "0" * 40),
+    "clap": (models.PRETRAINED.clap, models.PRETRAINED.clap_revision),
 }
 WHISPER = models.PRETRAINED.whisper("cpu")  # the model a CPU run loads ("small")
 
@@ -141,7 +142,7 @@ def test_the_empty_published_lora_asked_for_is_one_sentence(caches, tmp_path):
 
 def test_the_banner_names_only_the_stages_not_cached(tmp_path):
     """Demucs missing from the caches (and no network): only ``voice`` is substituted."""
-    lay_out(tmp_path, parts=("emotion", "diffusion", "lora"))
+    lay_out(tmp_path, parts=("emotion", "diffusion", "lora", "clap"))
     done = videobgm(tmp_path, ["models", "profile"])
     assert done.returncode == 0, done.stderr[-2000:]
     assert "OFFLINE MODELS for: voice." in done.stderr

@@ -90,7 +90,8 @@ def test_auto_substitutes_and_says_so(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(models, "_ANNOUNCED", set())
     profile = models.resolve_profile("auto")
     assert profile.name == "auto"
-    assert set(profile.substituted) == {"speech", "emotion", "music", "voice"}
+    assert set(profile.substituted) == {"speech", "emotion", "music", "voice", "fit"}
+    assert profile.clap == "tiny:clap"  # the music-text fit model (CLAP) is substituted too
     assert profile.offline and profile.separator == "spectral"
     banner = capsys.readouterr().err
     assert "OFFLINE MODELS" in banner and "music" in banner

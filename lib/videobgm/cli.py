@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "videobgm.synth",
     "videobgm.spectrogram",
     "videobgm.compose",
+    "videobgm.evaluate",
     "videobgm.dataset",
     "videobgm.train",
     "videobgm.models",

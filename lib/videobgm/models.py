@@ -35,7 +35,7 @@ from videobgm.errors import InputError, VideobgmError
 log = logging.getLogger(__name__)
 
 EMOTION_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
-TINY_VERSION = 2  # bump when the tiny models' recipe changes, so caches are rebuilt
+TINY_VERSION = 3  # bump when the tiny models' recipe changes, so caches are rebuilt
 TINY_RESOLUTION = 512  # px; the tiny pipeline works at riffusion's native size
 _HUB_TIMEOUT_S = 3.0  # s; each reachability probe (all run at once, in parallel)
 DOWNLOAD_STALL_S = 60.0  # s without a byte before a model download is given up
@@ -71,6 +71,9 @@ class ModelProfile:
     # (the published PUBLISHED_LORA holds no weights); a hub id, a folder, or None.
     lora: str | None = "auto"
     separator: str = "demucs"  # "demucs" (htdemucs) or "spectral" (no weights)
+    clap: str = "laion/larger_clap_music"  # music-text fit (videobgm.evaluate)
+    # The hub commit of laion/larger_clap_music that the evaluation was written against.
+    clap_revision: str | None = "a0b4534a14f58e20944452dff00a22a06ce629d1"
     substituted: tuple[str, ...] = ()  # stages that "auto" replaced by their offline model
 
     def whisper(self, device: str, translate: bool = False) -> str:
@@ -101,6 +104,7 @@ TINY = ModelProfile(
     diffusion_revision=None,
     lora="tiny:lora",
     separator="spectral",
+    clap="tiny:clap",
 )
 # Full-size architectures, random weights: for timings only (never chosen by "auto").
 BENCH = ModelProfile(
@@ -115,6 +119,7 @@ BENCH = ModelProfile(
     diffusion_revision=None,
     lora="bench:lora",
     separator="spectral",
+    clap="tiny:clap",  # no full-size random CLAP yet: the evaluation is not benchmarked
 )
 PROFILES = {"pretrained": PRETRAINED, "tiny": TINY, "bench": BENCH}
 # Which fields of a profile belong to which stage (for "auto" substitution, one stage at a time).
@@ -123,6 +128,7 @@ _STAGE_FIELDS = {
     "emotion": ("emotion", "emotion_revision"),
     "music": ("diffusion", "diffusion_revision", "lora"),
     "voice": ("separator",),
+    "fit": ("clap",),
 }
 
 
@@ -223,6 +229,7 @@ def missing_stages(profile: ModelProfile, device: str) -> list[str]:
         "emotion": hf_cached(profile.emotion, profile.emotion_revision, ("config.json",)),
         "music": _music_cached(profile),
         "voice": profile.separator != "demucs" or demucs_cached(),
+        "fit": hf_cached(profile.clap, profile.clap_revision, ("config.json",)),
     }
     hosts = {stage: _HOSTS[stage]() for stage, ok in cached.items() if not ok}
     answers = reachable_all(set(hosts.values()))
@@ -277,6 +284,7 @@ _HOSTS: dict[str, Callable[[], str]] = {
     "emotion": hub_endpoint,
     "music": hub_endpoint,
     "voice": hub_endpoint,  # demucs 4.1 asks the hub first (AWS only as its fallback)
+    "fit": hub_endpoint,
 }
 
 
@@ -419,6 +427,7 @@ _TINY_PARTS = {
     "emotion": "emotion",
     "diffusion": "diffusion",
     "lora": "lora",
+    "clap": "clap",
 }
 
 
@@ -442,7 +451,7 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
 
     Written to ``data/models/tiny/`` by default and reused while its manifest matches
     :data:`TINY_VERSION`. The directory appears atomically, so concurrent builders are safe.
-    Returns ``{"whisper": .pt file, "emotion": dir, "diffusion": dir, "lora": dir}``.
+    Returns ``{"whisper": .pt file, "emotion": dir, "diffusion": dir, "lora": dir, "clap": dir}``.
     """
     target = Path(directory) if directory else paths.tiny_models()
     built = {part: target / name for part, name in _TINY_PARTS.items()}
@@ -459,6 +468,7 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
         tiny.build_emotion(staging / _TINY_PARTS["emotion"], EMOTION_LABELS)
         tiny.build_diffusion(staging / _TINY_PARTS["diffusion"])
         tiny.build_old_format_lora(staging / _TINY_PARTS["lora"], staging / "diffusion")
+        tiny.build_clap(staging / _TINY_PARTS["clap"])
         (staging / "manifest.json").write_text(json.dumps({"version": TINY_VERSION}, indent=2))
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)

@@ -3,6 +3,8 @@
 ``run(video)`` decodes the audio, transcribes it (or reads sidecar captions), classifies each
 phrase, builds the emotion timeline (or takes an edited one), isolates the voice, composes the
 new music (N variants), mixes, and muxes the mix back under the untouched video stream.
+With ``rank``, a CLAP model scores each variant's fit to the timeline
+(:mod:`videobgm.evaluate`) and the outputs are numbered best first (``ranking.json``).
 
 Each stage writes its outputs atomically into the run folder and records a key: a hash of its
 parameters and of the keys of the stages it depends on. A re-run skips every stage whose key
@@ -43,6 +45,7 @@ SEPARATION = ("auto", "spectral", "demucs", "none")
 AUDIO_OUTPUTS = {".wav", ".flac"}
 CPU_RIFFUSION_S_PER_CLIP = 60.0  # s; rough: riffusion, 20 steps, one 5.12 s clip, 8-core CPU
 CLIP_S = 5.12  # s of music per riffusion clip
+RANKING_FILE = "ranking.json"  # per-variant fit scores, best first (with ``rank``)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class RunParams:
     # riffusion's mood LoRA: a hub id, a folder, "none", or "auto" (the profile's: the LoRA
     # notebook 02 trained when there is one, else none; the tiny profile's tiny LoRA)
     lora: str = "auto"
+    rank: bool = False  # score each variant's fit to the timeline (CLAP); outputs best first
 
     def __post_init__(self) -> None:
         from videobgm.transcribe import normalise_language
@@ -117,6 +121,7 @@ class Result:
     profile: str
     music: str
     stages: dict[str, str] = field(default_factory=dict)  # stage -> "ran" | "reused"
+    scores: list[dict[str, Any]] = field(default_factory=list)  # per output, when ranked
 
 
 # --------------------------------------------------------------------------- stage bookkeeping
@@ -255,9 +260,10 @@ class _Job:
         timeline_key = self.analyse(transcript_key)
         voice_key = self.separate()
         compose_key = self.compose(timeline_key)
+        rank_key = self.rank(compose_key)
         mix_key = self.mix(voice_key, compose_key, transcript_key)
-        self.deliver(mix_key, outputs)
-        self.report(compose_key)
+        self.deliver(mix_key, rank_key, outputs)
+        self.report(compose_key, rank_key)
         return self.result(outputs)
 
     # -- stages ---------------------------------------------------------------------------
@@ -385,6 +391,40 @@ class _Job:
         identity = file_hash(weights) if weights else lora
         return [self.profile.diffusion, self.profile.diffusion_revision, identity]
 
+    def rank(self, compose_key: str) -> str:
+        """With ``rank``: each variant's fit to the timeline (CLAP zero-shot, see
+        :mod:`videobgm.evaluate`), best first, written to ``ranking.json``."""
+        if not self.settings.rank:
+            return "unranked"
+        out = self.folder / RANKING_FILE
+        key = _key("rank", compose_key, self.profile.clap, self.profile.clap_revision)
+
+        def work() -> None:
+            from videobgm import evaluate, timeline_io
+
+            spans = timeline_io.load_timeline(self.folder / "timeline.json")
+            clap = evaluate.load_clap(self.profile, self.device)
+            records = evaluate.rank_variants(self._variant_paths("bgm", ".wav"), spans, clap)
+            with paths.atomic_output(out) as tmp:
+                tmp.write_text(json.dumps(records, indent=1), encoding="utf-8")
+
+        return self.stages.run("rank", key, [out], work)
+
+    def _ranking(self) -> list[dict[str, Any]]:
+        path = self.folder / RANKING_FILE
+        return json.loads(path.read_text()) if self.settings.rank else []
+
+    def _order(self) -> list[int]:
+        """Run-folder variant indices (0-based) in output order: best first when ranked."""
+        ranking = self._ranking()
+        if not ranking:
+            return list(range(self.settings.variants))
+        return [record["variant"] - 1 for record in ranking]
+
+    def _ordered(self, stem: str, suffix: str) -> list[Path]:
+        files = self._variant_paths(stem, suffix)
+        return [files[k] for k in self._order()]
+
     def mix(self, voice_key: str, compose_key: str, transcript_key: str) -> str:
         from videobgm.mix import MixParams
 
@@ -403,14 +443,15 @@ class _Job:
 
         return self.stages.run("mix", key, outs, work)
 
-    def deliver(self, mix_key: str, outputs: list[Path]) -> str:
+    def deliver(self, mix_key: str, rank_key: str, outputs: list[Path]) -> str:
         """Mux each mix under the video (or write it, for audio-only input), and put the stems
-        beside the output: ``<out>.voice.wav``, ``<out>.bgm.wav``, ``<out>.mix.wav``."""
+        beside the output: ``<out>.voice.wav``, ``<out>.bgm.wav``, ``<out>.mix.wav``. Ranked
+        runs deliver the best variant first."""
         extras = self._beside(outputs)
-        key = _key("deliver", mix_key, self.input_hash, [str(p) for p in outputs])
+        key = _key("deliver", mix_key, rank_key, self.input_hash, [str(p) for p in outputs])
 
         def work() -> None:
-            mixes = self._variant_paths("mix", ".wav")
+            mixes = self._ordered("mix", ".wav")
             for mix_path, out in zip(mixes, outputs, strict=True):
                 if self.info.has_video:
                     media.mux(self.source, mix_path, out)
@@ -425,23 +466,28 @@ class _Job:
         first = outputs[0]
         pairs = [(self.folder / "voice.wav", first.with_name(f"{first.stem}.voice.wav"))]
         for run_bgm, run_mix, out in zip(
-            self._variant_paths("bgm", ".wav"), self._variant_paths("mix", ".wav"), outputs,
-            strict=True,
+            self._ordered("bgm", ".wav"), self._ordered("mix", ".wav"), outputs, strict=True,
         ):  # fmt: skip
             pairs.append((run_bgm, out.with_name(f"{out.stem}.bgm.wav")))
             if self.info.has_video:
                 pairs.append((run_mix, out.with_name(f"{out.stem}.mix.wav")))
         return pairs
 
-    def report(self, compose_key: str) -> str:
+    def report(self, compose_key: str, rank_key: str) -> str:
         out = self.folder / "report.md"
         figure = self.folder / "timeline.png"
-        key = _key("report", compose_key)
+        key = _key("report", compose_key, rank_key)
 
         def work() -> None:
             from videobgm.plots.pipeline import write_report
 
             write_report(self.folder, self.source, self.info, self.music, out, figure)
+            if self.settings.rank:
+                from videobgm.evaluate import ranking_markdown
+
+                text = out.read_text(encoding="utf-8") + "\n" + ranking_markdown(self._ranking())
+                with paths.atomic_output(out) as tmp:
+                    tmp.write_text(text, encoding="utf-8")
 
         return self.stages.run("report", key, [out, figure], work)
 
@@ -456,12 +502,13 @@ class _Job:
         base = self.folder / "timeline"
         return Result(
             input=self.source, run_dir=self.folder, outputs=outputs,
-            voice=self.folder / "voice.wav", bgm=self._variant_paths("bgm", ".wav"),
-            mix=self._variant_paths("mix", ".wav"),
+            voice=self.folder / "voice.wav", bgm=self._ordered("bgm", ".wav"),
+            mix=self._ordered("mix", ".wav"),
             timeline={s[1:]: base.with_suffix(s) for s in (".json", ".csv", ".srt")},
-            plans=[p.with_name(f"{p.stem}.plan.json") for p in self._variant_paths("bgm", ".wav")],
+            plans=[p.with_name(f"{p.stem}.plan.json") for p in self._ordered("bgm", ".wav")],
             transcript=self.folder / "transcript.json", report=self.folder / "report.md",
             profile=self.profile.name, music=self.music, stages=dict(self.stages.status),
+            scores=self._ranking(),
         )  # fmt: skip
 
 
@@ -582,6 +629,9 @@ def add_cli(subparsers) -> None:
         help="riffusion's mood LoRA: a hub id, a folder, or none (default auto: the LoRA "
         "notebook 02 / `videobgm train-lora` trained, when there is one)")  # fmt: skip
     add("--device", help="cpu | cuda (default: CUDA when visible)")
+    add("--rank", action="store_true",
+        help="score each variant's fit to the timeline (CLAP) and order the outputs best first; "
+        "scores go to the run folder's ranking.json and report")  # fmt: skip
     add("--run-dir", help="run folder (default runs/<name>-<hash>/; for a folder: their parent)")
     add("-q", "--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(func=_cli_run)
@@ -603,5 +653,8 @@ def _cli_run(args) -> int:
         return 1 if failures else 0
     result = run(target, args.output, args.run_dir, progress=not args.quiet, **params)
     print("\n".join(f"output: {p}" for p in result.outputs))
+    for out, score in zip(result.outputs, result.scores, strict=False):
+        print(f"  fit {score['fit']:.4f}  top-1 {score['accuracy']:.2f}  {out.name}"
+              f"  (composed as variant {score['variant']})")  # fmt: skip
     print(f"stems beside it, run folder: {result.run_dir} (report: {result.report})")
     return 0

@@ -12,6 +12,9 @@ are called through :func:`videobgm.models.build_tiny_models`; nothing here downl
 - LoRA: attention-processor LoRA weights for that UNet in the *old* ``save_attn_procs``
   format (``...processor.to_q_lora.down.weight`` in ``pytorch_lora_weights.bin``), the format
   of the original project's published LoRA.
+- CLAP: a ``ClapModel`` (RoBERTa text tower, HTSAT audio tower at the real 64 mel bins and
+  256 spectrogram size) with a ``ClapProcessor`` (48 kHz feature extractor, RoBERTa tokenizer
+  trained here), saved with ``save_pretrained`` like ``laion/larger_clap_music``.
 """
 
 from __future__ import annotations
@@ -247,13 +250,14 @@ def build_hub_rehearsal(
     """Lay out a Hugging Face cache under ``hf_home/hub`` and a Whisper cache in
     ``whisper_dir`` from the tiny models ``tiny`` (:func:`videobgm.models.build_tiny_models`
     plus ``"demucs"``: a tiny HTDemucs bag folder). ``repos`` maps each part (``emotion``,
-    ``diffusion``, ``lora``, ``demucs``) to ``(repo id, commit)``; ``whisper`` maps to
+    ``diffusion``, ``lora``, ``demucs``, ``clap``) to ``(repo id, commit)``; ``whisper`` maps to
     ``(model name, file name)``. Returns each part's snapshot folder (or file)."""
     builders = {
         "emotion": _rehearse_emotion,
         "diffusion": _rehearse_diffusion,
         "lora": _rehearse_empty_lora,
         "demucs": _rehearse_demucs,
+        "clap": _rehearse_clap,
     }
     out: dict[str, Path] = {}
     for part, build in builders.items():
@@ -311,6 +315,11 @@ def _rehearse_emotion(snapshot: Path, tiny: dict[str, Path]) -> None:
     _copy_as_bin(Path(tiny["emotion"]), snapshot, "pytorch_model.bin")
 
 
+def _rehearse_clap(snapshot: Path, tiny: dict[str, Path]) -> None:
+    """laion/larger_clap_music's layout: ``pytorch_model.bin``, no safetensors."""
+    _copy_as_bin(Path(tiny["clap"]), snapshot, "pytorch_model.bin")
+
+
 def _rehearse_diffusion(snapshot: Path, tiny: dict[str, Path]) -> None:
     """riffusion-model-v1's layout: ``.bin`` weights, a CLIP tokenizer as vocab.json +
     merges.txt only, and a model_index that names a safety checker and its image processor."""
@@ -362,3 +371,43 @@ def _rehearse_demucs(snapshot: Path, tiny: dict[str, Path]) -> None:
     state = {k: v.contiguous() for k, v in package["state"].items()}
     save_file(state, snapshot / "955717e8.safetensors", metadata=metadata)
     (snapshot / "htdemucs.yaml").write_text("models: ['955717e8']\n")
+
+
+CLAP_MAX_LENGTH = 77  # tokens; enough for the prompt table's captions
+
+
+def build_clap(directory: Path) -> Path:
+    """A random tiny CLAP with its processor, saved with ``save_pretrained``.
+
+    The audio tower keeps HTSAT's input (64 mel bins folded into a 256 x 256 spectrogram, 4 px
+    patches, 8 px windows) with two small stages instead of four, so it reads exactly what the
+    real feature extractor writes; the projection is 32-dimensional instead of 512.
+    """
+    import torch
+    from transformers import (
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        RobertaTokenizer,
+    )
+
+    vocab, merges = _train_bpe(vocab_size=800, suffix="")
+    vocab = _with_specials(vocab, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=CLAP_MAX_LENGTH)
+    text = dict(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=CLAP_MAX_LENGTH + 3, projection_dim=32,
+        pad_token_id=vocab["<pad>"], bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"],
+    )  # fmt: skip
+    audio = dict(
+        depths=[1, 1], num_attention_heads=[2, 4], patch_embeds_hidden_size=16, hidden_size=32,
+        projection_dim=32, window_size=8, spec_size=256, num_mel_bins=64, enable_fusion=False,
+    )  # fmt: skip
+    torch.manual_seed(SEED)
+    model = ClapModel(ClapConfig(text_config=text, audio_config=audio, projection_dim=32))
+    # Not a fusion model, so the features are one 10 s view (HTSAT without fusion).
+    extractor = ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")
+    model.save_pretrained(directory)
+    ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
+    return directory

@@ -76,7 +76,7 @@ class Studio:
         ]
         rows = self.rows
         self.rows_box.children = [w.HBox([r.start, r.end, r.emotion]) for r in rows]
-        self.variant.options = [(f"variant {k + 1}", k) for k in range(len(result.outputs))]
+        self.variant.options = [(variant_label(result, k), k) for k in range(len(result.outputs))]
         self.variant.value = 0
         self._show_variant()
 
@@ -130,6 +130,14 @@ class Studio:
                 display(audio_player(output))
             else:
                 display(video_player(output))
+
+
+def variant_label(result: pipeline.Result, k: int) -> str:
+    """The picker's name for output ``k``: with its fit score when the run was ranked."""
+    if k < len(result.scores):
+        score = result.scores[k]
+        return f"variant {k + 1} (fit {score['fit']:.3f}, top-1 {score['accuracy']:.0%})"
+    return f"variant {k + 1}"
 
 
 def studio(result: pipeline.Result, out_dir: str | Path, **params: Any) -> Any:
