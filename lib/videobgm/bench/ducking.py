@@ -1,0 +1,142 @@
+"""Ducking on noisy talking scenes (issue 18): does the music follow the speech?
+
+A scene is ``data/samples/dialogue.flac`` (four espeak-ng speakers, pauses of 0.8-1.5 s, the
+turns' exact times in ``dialogue.srt``) over a quiet procedural chord bed and white noise at a
+given dBFS, as a phone recording has. The voice is isolated by the project's spectral
+separator (residual noise and all, as in a run), new music is mixed under it, and the music's
+level in the final mix is measured against the music stem (its least-squares gain: the voice
+is independent of the music) in the middle of the pauses and inside the turns.
+
+Rows: speech-activity real-time factor, and ducking depth by noise level before (voice
+envelope) and after (Silero VAD); the bar is 10 dB.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from videobgm.bench.core import in_section, row
+
+RATE = 44100  # Hz; the pipeline's rate
+BED_DBFS = -32.0  # RMS of the old music bed under the original speech
+NOISE_LEVELS_DBFS = (-40.0, -35.0, -30.0)  # RMS of the broadband noise
+DEPTH_BAR_DB = 10.0  # music in pauses at least this much above the music under speech
+INNER_MARGIN_S = 0.2  # s trimmed off each turn's ends when measuring "under speech"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A noisy talking scene and its parts, all mono float32 at :data:`RATE`."""
+
+    original: np.ndarray  # speech + old bed + noise: what the video's audio track holds
+    voice: np.ndarray  # the voice isolated from ``original`` by the spectral separator
+    music: np.ndarray  # the new music to mix under it
+    turns: tuple[tuple[float, float], ...]  # (start_s, end_s) of every spoken turn (truth)
+
+
+def dialogue_turns() -> tuple[tuple[float, float], ...]:
+    """The turns' times, read from ``dialogue.srt``."""
+    from videobgm import paths
+    from videobgm.transcribe import read_captions
+
+    return tuple((s.start, s.end) for s in read_captions(paths.samples() / "dialogue.srt"))
+
+
+def noisy_scene(noise_dbfs: float, seed: int = 0, emotion: str = "joy") -> Scene:
+    """The dialogue over a chord bed at :data:`BED_DBFS` and noise at ``noise_dbfs`` (RMS);
+    its voice isolated; new ``emotion`` music as long as it."""
+    from videobgm import media, paths, separate, synth
+
+    speech = media.decode_audio(paths.samples() / "dialogue.flac", RATE)
+    seconds = len(speech) / RATE
+    bed = synth.render("neutral", seconds, seed=seed + 11)[: len(speech)]
+    bed *= 10 ** (BED_DBFS / 20) / _rms(bed)
+    noise = np.random.default_rng(seed).standard_normal(len(speech)).astype(np.float32)
+    original = speech + bed + noise * np.float32(10 ** (noise_dbfs / 20))
+    voice = separate.separate(original, RATE, "spectral")
+    music = synth.render(emotion, seconds, seed=seed + 1)[: len(speech)]
+    return Scene(original, voice, music, dialogue_turns())
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def pauses(turns: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The middle half of every pause between two turns."""
+    out = []
+    for (_, end), (start, _) in zip(turns[:-1], turns[1:], strict=True):
+        quarter = (start - end) / 4
+        out.append((end + quarter, start - quarter))
+    return out
+
+
+def inside(turns: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Every turn without :data:`INNER_MARGIN_S` at either end."""
+    return [(a + INNER_MARGIN_S, b - INNER_MARGIN_S) for a, b in turns]
+
+
+def music_level_db(
+    mixed: np.ndarray, music: np.ndarray, regions: Sequence[tuple[float, float]], rate: int
+) -> float:
+    """The music's gain in ``mixed`` over ``regions`` (s), in dB: the least-squares
+    coefficient of the music stem in the mix (the voice, independent of the music, averages
+    out). ``mixed`` may be ``(channels, samples)``: its first channel is used."""
+    mixed = np.asarray(mixed)[0] if np.ndim(mixed) == 2 else np.asarray(mixed)
+    take = np.zeros(len(music), bool)
+    for a, b in regions:
+        take[max(int(a * rate), 0) : max(int(b * rate), 0)] = True
+    m, y = music[take].astype(np.float64), mixed[take].astype(np.float64)
+    gain = float(np.dot(y, m) / max(np.dot(m, m), 1e-20))
+    return 20 * float(np.log10(max(abs(gain), 1e-10)))
+
+
+def ducking_depth_db(mixed: np.ndarray, scene: Scene, rate: int = RATE) -> float:
+    """How much louder the music is in the pauses than under speech, in dB."""
+    turns = scene.turns
+    return music_level_db(mixed, scene.music, pauses(turns), rate) - music_level_db(
+        mixed, scene.music, inside(turns), rate
+    )
+
+
+def mix_scene(scene: Scene, activity: str) -> np.ndarray:
+    """The scene's final mix with speech activity from ``activity`` (VAD on the original
+    audio, as the pipeline runs it)."""
+    from videobgm import mix, vad
+
+    speech = vad.detect_array(scene.original, RATE) if "vad" in activity else ()
+    params = mix.MixParams(activity=activity)
+    return mix.mix(scene.voice, scene.music, RATE, params, speech=speech).mix
+
+
+def bench_ducking(noise_levels: Sequence[float] = NOISE_LEVELS_DBFS) -> list[dict]:
+    """Rows: the VAD's real-time factor; the ducking depth per noise level, Silero VAD
+    (ours) against the voice envelope (the baseline, what the mix used before)."""
+    from videobgm import vad
+
+    rows = []
+    for level in noise_levels:
+        scene = noisy_scene(level)
+        after = ducking_depth_db(mix_scene(scene, "vad"), scene)
+        before = ducking_depth_db(mix_scene(scene, "voice"), scene)
+        rows.append(row(
+            f"ducking depth, noise at {level:g} dBFS", "dB", after, before, kind="quality",
+            bar=f">= {DEPTH_BAR_DB:g} dB", meets_bar=after >= DEPTH_BAR_DB,
+            note="music in pauses minus music under speech, measured on the mix against the "
+            "music stem; baseline: activity from the isolated voice's envelope",
+        ))  # fmt: skip
+    model, audio = vad.load_model(), scene.original  # the last scene's
+    start = time.perf_counter()
+    vad.detect_array(audio, RATE, model=model)
+    seconds = time.perf_counter() - start
+    rows.append(row(
+        "speech activity (Silero VAD) real-time factor", "x", len(audio) / RATE / seconds, None,
+        higher_is_better=True,
+        note=f"{len(audio) / RATE:.1f} s of 44.1 kHz audio, resampled to 16 kHz, "
+        f"in {seconds:.2f} s on one thread",
+    ))  # fmt: skip
+    return in_section("ducking", rows)
