@@ -168,6 +168,17 @@ def _envelope_reader(envelope: np.ndarray, sample_rate: int, scale: float = 1.0)
     return read
 
 
+def duck_curve(
+    speech: Sequence[tuple[float, float]], duration_s: float, params: MixParams | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(times_s, gain_db)`` at FRAME_S resolution: the ducking gain the mix applies to the
+    music for speech spans ``speech`` (before loudness normalisation), for figures."""
+    params = params or MixParams()
+    active = transcript_activity(speech, int(np.ceil(duration_s / FRAME_S)))
+    gain = _duck_envelope(active, params)
+    return (np.arange(len(gain)) + 0.5) * FRAME_S, 20 * np.log10(np.maximum(gain, 1e-6))
+
+
 def duck_gain(active: np.ndarray, params: MixParams, n_samples: int, sample_rate: int):
     """Per-sample music gain: 1 in pauses, ``duck_db`` under speech, smoothed with attack and
     release, and shifted two attack times earlier (a look-ahead), so it is down as words start."""
@@ -322,7 +333,11 @@ def true_peak(audio: np.ndarray, floor_db: float = -9.0) -> float:
     exceed sample peaks by a few dB at most); below that the sample peak is returned.
     """
     audio = np.asarray(audio, dtype=np.float32)
-    read, n = array_reader(audio), audio.shape[-1]
+    return _stream_true_peak(array_reader(audio), audio.shape[-1], floor_db)
+
+
+def _stream_true_peak(read: Reader, n: int, floor_db: float = -9.0) -> float:
+    """:func:`true_peak` of ``n`` samples given as a :data:`Reader` (mono or channels)."""
     floor = 10 ** (floor_db / 20)
     peak = 0.0
     for lo in range(0, max(n, 1), CHUNK):
@@ -630,3 +645,53 @@ def mix_files(
         path=Path(out_path), speech=mixer.speech,
         loudness_lufs=mixer.loudness_lufs, true_peak_db=mixer.true_peak_db,
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- what is delivered
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Loudness and true peak of a delivered file's audio, as a viewer's player decodes it."""
+
+    loudness_lufs: float
+    true_peak_db: float
+
+
+def measure_file(path: str | os.PathLike[str]) -> Delivered:
+    """Integrated loudness and true peak of a media file's first audio stream (AAC, Opus,
+    ...), decoded by ffmpeg to a temporary float WAV and read a piece at a time (memory stays
+    flat), at the stream's own rate and channels."""
+    import tempfile
+
+    import soundfile as sf
+
+    from videobgm import media
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "decoded.wav"
+        media.run_ffmpeg(
+            ["-y", "-i", str(path), "-map", "0:a:0", "-c:a", "pcm_f32le", str(wav)],
+            path, "decoding the delivered audio",
+        )  # fmt: skip
+        with sf.SoundFile(wav) as decoded:
+            return _measured_file(decoded)
+
+
+def _measured_file(decoded) -> Delivered:
+    n, rate = decoded.frames, decoded.samplerate
+
+    def read(lo: int, hi: int) -> np.ndarray:  # (channels, hi - lo), zeros outside
+        out = np.zeros((decoded.channels, max(hi - lo, 0)), np.float32)
+        start, stop = max(lo, 0), min(hi, n)
+        if stop > start:
+            decoded.seek(start)
+            out[:, start - lo : stop - lo] = decoded.read(stop - start, "float32", True).T
+        return out
+
+    powers = sum(
+        _measured(lambda lo, hi, c=c: read(lo, hi)[c], n, rate).block_powers()
+        for c in range(decoded.channels)
+    )
+    return Delivered(_integrated(powers), _stream_true_peak(read, n))
