@@ -135,3 +135,11 @@ def test_bad_vad_parameters_are_one_clear_error(bad):
 def test_snap_moves_boundaries_to_near_edges_only():
     spans = [(1.0, 2.0), (4.0, 5.5)]
     assert vad.snap([0.8, 2.3, 3.0, 5.9], spans, reach_s=0.5) == [1.0, 2.0, 3.0, 5.5]
+
+
+def test_bench_rows_say_before_and_after():
+    rows = {r["metric"]: r for r in ducking.bench_ducking(noise_levels=(-35.0,))}
+    depth = rows["ducking depth, noise at -35 dBFS"]
+    assert depth["section"] == "ducking" and depth["meets_bar"]
+    assert depth["ours"] - depth["baseline"] >= 6.0  # the detector against the envelope
+    assert rows["speech activity (Silero VAD) real-time factor"]["ours"] > 1.0

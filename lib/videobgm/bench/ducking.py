@@ -133,7 +133,10 @@ def mix_scene(scene: Scene, activity: str) -> np.ndarray:
     return mix.mix(scene.voice, scene.music, RATE, params, speech=speech).mix
 
 
-def bench_ducking(noise_levels: Sequence[float] = NOISE_LEVELS_DBFS) -> list[dict]:
+def bench_ducking(
+    repeats: int = 1, device: str | None = None, full: bool = False,
+    noise_levels: Sequence[float] = NOISE_LEVELS_DBFS,
+) -> list[dict]:  # fmt: skip
     """Rows: the VAD's real-time factor; the ducking depth per noise level, Silero VAD
     (ours) against the voice envelope (the baseline, what the mix used before)."""
     from videobgm import vad
