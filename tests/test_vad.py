@@ -134,7 +134,8 @@ def test_bad_vad_parameters_are_one_clear_error(bad):
 
 def test_snap_moves_boundaries_to_near_edges_only():
     spans = [(1.0, 2.0), (4.0, 5.5)]
-    assert vad.snap([0.8, 2.3, 3.0, 5.9], spans, reach_s=0.5) == [1.0, 2.0, 3.0, 5.5]
+    segments = [(0.8, 2.3), (3.0, 5.9), (6.5, 7.0)]
+    assert vad.snap_segments(segments, spans, 0.5) == [(1.0, 2.0), (3.0, 5.5), (6.5, 7.0)]
 
 
 def test_bench_rows_say_before_and_after():

@@ -248,7 +248,7 @@ class _Job:
     def execute(self, outputs: list[Path]) -> Result:
         speech_key = self.detect_speech()
         transcript_key = self.transcribe()
-        timeline_key = self.analyse(transcript_key)
+        timeline_key = self.analyse(transcript_key, speech_key)
         voice_key = self.separate()
         compose_key = self.compose(timeline_key)
         mix_key = self.mix(voice_key, compose_key, transcript_key, speech_key)
@@ -293,7 +293,7 @@ class _Job:
 
         return self.stages.run("transcribe", key, [out], work)
 
-    def analyse(self, transcript_key: str) -> str:
+    def analyse(self, transcript_key: str, speech_key: str) -> str:
         from videobgm import timeline_io
 
         edited = self._edited_timeline()
@@ -301,7 +301,8 @@ class _Job:
         outs = [base.with_suffix(s) for s in timeline_io.FORMATS] + [self.folder / "scores.npy"]
         params = dataclasses.asdict(self.settings.timeline_params())
         edited_hash = file_hash(edited) if edited else None
-        key = _key("timeline", transcript_key, self.profile.emotion, params, edited_hash)
+        key = _key("timeline", transcript_key, speech_key, self.profile.emotion, params,
+                   edited_hash)  # fmt: skip
 
         def work() -> None:
             if edited is not None and not self.settings.timeline:
@@ -332,7 +333,8 @@ class _Job:
         from videobgm import emotion, timeline_io
         from videobgm.transcribe import load_transcript, split_sentences
 
-        transcript = split_sentences(load_transcript(self.folder / "transcript.json"))
+        transcript = _snapped(split_sentences(load_transcript(self.folder / "transcript.json")),
+                              self.folder / "speech.json")  # fmt: skip
         if edited is not None:
             spans = timeline_io.load_timeline(edited, self.info.duration_s)
             return spans, np.zeros((0, 7), np.float32)
@@ -490,6 +492,20 @@ class _Job:
             speech=self.folder / "speech.json", delivered=self.folder / "delivered.json",
             profile=self.profile.name, music=self.music, stages=dict(self.stages.status),
         )  # fmt: skip
+
+
+def _snapped(transcript, speech_path: Path):
+    """Whisper's segment boundaries moved to the speech detector's edges nearby, so emotion
+    spans start where speech starts (caption times are the author's and stay)."""
+    from videobgm import vad
+
+    if not transcript.source.startswith("whisper") or not len(transcript):
+        return transcript
+    times = vad.snap_segments([(g.start, g.end) for g in transcript], vad.load_spans(speech_path))
+    segments = tuple(
+        dataclasses.replace(g, start=a, end=b) for g, (a, b) in zip(transcript, times, strict=True)
+    )
+    return dataclasses.replace(transcript, segments=segments)
 
 
 def _music_backend(music: str, profile: models.ModelProfile) -> str:

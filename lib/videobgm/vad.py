@@ -207,10 +207,13 @@ def load_spans(path: str | os.PathLike[str]) -> list[Span]:
         raise InputError(f"{path}: is not a speech-activity file ({exc})") from None
 
 
-def snap(times: Sequence[float], spans: Sequence[Span], reach_s: float = 0.5) -> list[float]:
-    """Each time moved to the nearest span edge within ``reach_s`` (unchanged when none is
-    that close): transcript boundaries put where the detector heard speech start or stop."""
-    edges = np.array(sorted({e for span in spans for e in span}), dtype=np.float64)
+SNAP_REACH_S = 0.5  # s; a transcript boundary further than this from a VAD edge stays put
+
+
+def snap(times: Sequence[float], edges: Sequence[float], reach_s: float = SNAP_REACH_S):
+    """Each time moved to the nearest of ``edges`` within ``reach_s`` (unchanged when none
+    is that close)."""
+    edges = np.array(sorted(edges), dtype=np.float64)
     if not len(edges):
         return [float(t) for t in times]
     out = []
@@ -218,3 +221,28 @@ def snap(times: Sequence[float], spans: Sequence[Span], reach_s: float = 0.5) ->
         nearest = edges[np.argmin(np.abs(edges - t))]
         out.append(float(nearest) if abs(nearest - t) <= reach_s else float(t))
     return out
+
+
+def snap_segments(
+    segments: Sequence[Span], spans: Sequence[Span], reach_s: float = SNAP_REACH_S
+) -> list[Span]:
+    """Transcript segments with each start moved to the nearest speech start and each end to
+    the nearest speech end of ``spans`` (within ``reach_s``), so that emotion spans begin
+    where the detector heard speech begin; a segment that would collapse keeps its times."""
+    starts = snap([a for a, _ in segments], [a for a, _ in spans], reach_s)
+    ends = snap([b for _, b in segments], [b for _, b in spans], reach_s)
+    return [
+        (a, b) if a < b else (float(a0), float(b0))
+        for (a, b), (a0, b0) in zip(zip(starts, ends, strict=True), segments, strict=True)
+    ]
+
+
+def edge_errors(found: Sequence[Span], truth: Sequence[Span]) -> tuple[np.ndarray, np.ndarray]:
+    """For every span of ``truth``: the nearest start of ``found`` minus its start, and the
+    nearest end minus its end (s); NaN when ``found`` is empty."""
+    if not found:
+        return np.full(len(truth), np.nan), np.full(len(truth), np.nan)
+    starts, ends = np.array([a for a, _ in found]), np.array([b for _, b in found])
+    start_err = [starts[np.argmin(np.abs(starts - a))] - a for a, _ in truth]
+    end_err = [ends[np.argmin(np.abs(ends - b))] - b for _, b in truth]
+    return np.array(start_err), np.array(end_err)

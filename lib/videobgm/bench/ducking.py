@@ -133,6 +133,41 @@ def mix_scene(scene: Scene, activity: str) -> np.ndarray:
     return mix.mix(scene.voice, scene.music, RATE, params, speech=speech).mix
 
 
+def clean_speech_spans(audio: np.ndarray, rate: int, gap_s: float = 0.3) -> list[tuple]:
+    """Where clean speech (no music, no noise) sounds: 10 ms frames within 40 dB of the
+    loudest, gaps shorter than ``gap_s`` closed. The truth for a recording without captions."""
+    hop = rate // 100
+    frames = audio[: len(audio) // hop * hop].reshape(-1, hop).astype(np.float64)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-20)
+    loud = np.flatnonzero(level > level.max() - 40.0)
+    breaks = np.flatnonzero(np.diff(loud) > gap_s * 100)
+    firsts = np.concatenate([[loud[0]], loud[breaks + 1]])
+    lasts = np.concatenate([loud[breaks], [loud[-1]]])
+    return [(a / 100, (b + 1) / 100) for a, b in zip(firsts, lasts, strict=True)]
+
+
+def boundary_rows() -> list[dict]:
+    """How far each of Silero's span edges is from the nearest true start (or end) of speech,
+    on the demo video (truth: its clean voice, ``story.voice.flac``) and on ``heldout.flac``
+    (truth: itself, clean), both by :func:`clean_speech_spans`: where a Whisper boundary
+    snapped to that edge lands."""
+    from videobgm import media, paths, vad
+
+    rows = []
+    for name, clean in (("story.mp4", "story.voice.flac"), ("heldout.flac", "heldout.flac")):
+        path = paths.samples() / name
+        truth = clean_speech_spans(media.decode_audio(paths.samples() / clean, RATE), RATE)
+        found = vad.detect_file(path)
+        starts, ends = vad.edge_errors(truth, found)  # truth minus the nearest found edge
+        for which, err in (("start", -starts), ("end", -ends)):
+            rows.append(row(
+                f"VAD {which} error, {name}", "s", float(np.max(np.abs(err))), None,
+                kind="quality", note=f"max over {len(found)} detected spans ({len(truth)} "
+                f"true); median {float(np.median(err)):+.3f} s (positive: late)",
+            ))  # fmt: skip
+    return rows
+
+
 def bench_ducking(
     repeats: int = 1, device: str | None = None, full: bool = False,
     noise_levels: Sequence[float] = NOISE_LEVELS_DBFS,
@@ -162,4 +197,4 @@ def bench_ducking(
         note=f"{len(audio) / RATE:.1f} s of 44.1 kHz audio, resampled to 16 kHz, "
         f"in {seconds:.2f} s on one thread",
     ))  # fmt: skip
-    return in_section("ducking", rows)
+    return in_section("ducking", rows + boundary_rows())
