@@ -66,7 +66,7 @@ def plot_run(spans, voice, music, sample_rate: int = 44100, title: str = ""):
     return fig
 
 
-def music_level(mixed, music, window_s: float = 0.2):
+def music_level(mixed, music, window_s: float = 0.3):
     """``(times_s, level_dbfs)``: the music's level in a mix, window by window, measured
     against the music stem (WAV/FLAC paths): the stem's level times its least-squares gain in
     the mix (the voice, independent of the music, averages out). Read a piece at a time."""
@@ -158,7 +158,12 @@ def _ducking_figure(folder: Path, figure: Path) -> list[str]:
     if not (folder / "speech.json").exists() or not mixes:
         return []
     speech = vad.load_spans(folder / "speech.json")
-    fig = plot_ducking(speech, mixes[0], sorted(folder.glob("bgm*.wav"))[0])
+    segments = []
+    if (folder / "transcript.json").exists():
+        from videobgm.transcribe import load_transcript
+
+        segments = [(g.start, g.end) for g in load_transcript(folder / "transcript.json")]
+    fig = plot_ducking(speech, mixes[0], sorted(folder.glob("bgm*.wav"))[0], segments=segments)
     with paths.atomic_output(figure) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
