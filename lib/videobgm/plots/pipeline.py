@@ -148,6 +148,16 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def plot_ducking_result(result, title: str = ""):
+    """:func:`plot_ducking` of a finished run (first variant), from its files."""
+    from videobgm import vad
+    from videobgm.transcribe import load_transcript
+
+    segments = [(g.start, g.end) for g in load_transcript(result.transcript)]
+    return plot_ducking(vad.load_spans(result.speech), result.mix[0], result.bgm[0],
+                        segments=segments, title=title)  # fmt: skip
+
+
 def _ducking_figure(folder: Path, figure: Path) -> list[str]:
     """``ducking.png`` of the first variant, and the report's lines about it."""
     import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
