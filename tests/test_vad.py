@@ -37,9 +37,11 @@ def test_streamed_spans_equal_silero_on_the_whole_audio(scenes):
 
     audio = at_16k(scenes(-35.0).original)[: 20 * vad.VAD_RATE]
     model = vad.load_model()
+    p = vad.VadParams()
     whole = get_speech_timestamps(  # the package's own one-piece path, same settings
-        torch.from_numpy(audio), model, sampling_rate=vad.VAD_RATE, min_silence_duration_ms=300,
-        speech_pad_ms=30, return_seconds=False,
+        torch.from_numpy(audio), model, threshold=p.threshold, sampling_rate=vad.VAD_RATE,
+        min_speech_duration_ms=p.min_speech_ms, min_silence_duration_ms=p.min_silence_ms,
+        speech_pad_ms=p.speech_pad_ms,
     )  # fmt: skip
     expected = [(s["start"] / vad.VAD_RATE, s["end"] / vad.VAD_RATE) for s in whole]
     pieces = [audio[i : i + 7777] for i in range(0, len(audio), 7777)]  # not whole windows
