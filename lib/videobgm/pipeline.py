@@ -446,6 +446,10 @@ class _Job:
             params = dataclasses.replace(
                 params, true_peak_db=params.true_peak_db - overshoot - PEAK_MARGIN_DB
             )
+            self.stages._say(
+                f"deliver    {out.name}: {measured['true_peak_db']:.2f} dBTP after encoding; "
+                f"mixing again with the limiter at {params.true_peak_db:.2f} dBTP"
+            )
             self._mix_one(bgm_path, mix_path, params)  # the stem beside it stays what is heard
         return measured
 
