@@ -97,7 +97,13 @@ def test_limiter_catches_intersample_peaks():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"target_lufs": 3.0}, {"true_peak_db": 1.0}, {"duck_db": 6.0}, {"activity": "psychic"}],
+    [
+        {"target_lufs": 3.0},
+        {"true_peak_db": 1.0},
+        {"duck_db": 6.0},
+        {"activity": "psychic"},
+        {"activity": "vad+psychic"},
+    ],
 )
 def test_bad_parameters_are_one_clear_error(bad):
     with pytest.raises(InputError):

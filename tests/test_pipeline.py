@@ -74,6 +74,7 @@ def test_rerun_reuses_and_edited_timeline_recomputes_only_the_music(story_run, t
         timeline=str(edited),
     )  # fmt: skip
     assert changed.stages["transcribe"] == "reused" and changed.stages["separate"] == "reused"
+    assert changed.stages["vad"] == "reused"
     assert {changed.stages[s] for s in ("compose", "mix", "deliver")} == {"ran"}
     assert json.loads(changed.timeline["json"].read_text())[0]["emotion"] == "fear"
 

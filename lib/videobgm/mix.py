@@ -3,7 +3,11 @@
 - Ducking: where someone speaks, the music drops by ``duck_db`` (default -12 dB) with an
   ``attack_ms`` / ``release_ms`` envelope that starts two attack times *before* each word
   (look-ahead), so the music is mostly down when the first syllable comes. Speech activity
-  comes from the isolated voice's envelope, the transcript's segments, or both.
+  comes from a voice-activity detector (Silero VAD, :mod:`videobgm.vad`, the default), the
+  isolated voice's envelope, or the transcript's segments, or an explicit union of them
+  (``"vad+transcript"``). The envelope is fooled by the residual noise a real recording
+  leaves in the isolated voice (every frame counts as speech, the duck never releases); the
+  detector is not.
 - Levels: before ducking the music sits ``music_db`` (default -6 LU) below the speech.
 - Loudness: the mix is normalised to an integrated loudness target (default -14 LUFS, as video
   platforms normalise; -16 and -23 are the other common ones), measured with ``pyloudnorm``
@@ -21,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from videobgm import vad
 from videobgm.errors import InputError
 
 FRAME_S = 0.01  # s; resolution of the activity and gain envelopes
 OVERSAMPLE = 4  # true-peak measurement oversampling (BS.1770 Annex 2)
 COMMON_TARGETS_LUFS = (-14.0, -16.0, -23.0)  # video platforms, podcasts/Apple, EBU R128
+ACTIVITY_SOURCES = ("vad", "voice", "transcript")  # joined with "+" for a union
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,8 @@ class MixParams:
     music_db: float = -6.0  # music loudness relative to the speech, before ducking (LU)
     duck_db: float = -12.0  # extra music attenuation while someone speaks
     attack_ms: float = 50.0  # how fast the music goes down (it starts 2x this early)
-    release_ms: float = 400.0  # how fast it comes back after speech
-    activity: str = "both"  # speech activity from "voice" envelope, "transcript", or "both"
+    release_ms: float = 200.0  # how fast it comes back after speech (in pauses of ~1 s)
+    activity: str = "vad"  # "vad", "voice" (envelope), "transcript", or a union: "vad+transcript"
     voice_threshold_db: float = -35.0  # voice frames this far below the voice's loud frames
     channels: int = 2  # output channels (the mono mix duplicated for stereo)
 
@@ -49,10 +55,19 @@ class MixParams:
             raise InputError(f"true-peak ceiling {self.true_peak_db} dBTP must be at most 0")
         if self.duck_db > 0:
             raise InputError(f"duck_db {self.duck_db} must be negative (an attenuation)")
-        if self.activity not in ("voice", "transcript", "both"):
-            raise InputError(f"unknown speech activity source {self.activity!r}")
+        unknown = set(self.activity.split("+")) - set(ACTIVITY_SOURCES)
+        if unknown or not self.activity:
+            raise InputError(
+                f"unknown speech activity source {self.activity!r}; use "
+                f"{', '.join(ACTIVITY_SOURCES)} or a union such as 'vad+transcript'"
+            )
         if self.channels not in (1, 2):
             raise InputError(f"channels must be 1 or 2, not {self.channels}")
+
+    @property
+    def sources(self) -> frozenset[str]:
+        """The speech-activity sources whose union is used."""
+        return frozenset(self.activity.split("+"))
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,32 @@ def voice_activity(voice: np.ndarray, sample_rate: int, threshold_db: float = -3
     its loud frames, with 150 ms gaps filled so words do not flicker."""
     voice = np.asarray(voice, dtype=np.float32)
     return _activity(_frame_levels(array_reader(voice), len(voice), sample_rate), threshold_db)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the mix knows about where someone speaks: the transcript's segments and the
+    voice-activity detector's spans, both ``(start_s, end_s)``. ``speech=None``: the
+    detector has not run; :func:`mix` and :func:`mix_files` run it on the voice when the
+    parameters ask for it."""
+
+    segments: Sequence[tuple[float, float]] = ()
+    speech: Sequence[tuple[float, float]] | None = None
+
+    def frames(self, voice: Reader, n: int, sample_rate: int, params: MixParams) -> np.ndarray:
+        """Speech frames (FRAME_S each): the union of the sources ``params.activity`` names."""
+        n_frames = int(np.ceil(n / (FRAME_S * sample_rate)))
+        active = np.zeros(n_frames, dtype=bool)
+        if "voice" in params.sources:
+            found = _activity(_frame_levels(voice, n, sample_rate), params.voice_threshold_db)
+            active[: len(found)] |= found
+        if "transcript" in params.sources:
+            active |= transcript_activity(self.segments, n_frames)
+        if "vad" in params.sources:
+            if self.speech is None:
+                raise InputError("speech activity 'vad' needs the detector's spans")
+            active |= transcript_activity(self.speech, n_frames)
+        return active
 
 
 def transcript_activity(segments: Sequence[tuple[float, float]], n_frames: int) -> np.ndarray:
@@ -125,6 +166,17 @@ def _envelope_reader(envelope: np.ndarray, sample_rate: int, scale: float = 1.0)
         return start + position * (values[index + 1] - start)
 
     return read
+
+
+def duck_curve(
+    speech: Sequence[tuple[float, float]], duration_s: float, params: MixParams | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(times_s, gain_db)`` at FRAME_S resolution: the ducking gain the mix applies to the
+    music for speech spans ``speech`` (before loudness normalisation), for figures."""
+    params = params or MixParams()
+    active = transcript_activity(speech, int(np.ceil(duration_s / FRAME_S)))
+    gain = _duck_envelope(active, params)
+    return (np.arange(len(gain)) + 0.5) * FRAME_S, 20 * np.log10(np.maximum(gain, 1e-6))
 
 
 def duck_gain(active: np.ndarray, params: MixParams, n_samples: int, sample_rate: int):
@@ -281,7 +333,11 @@ def true_peak(audio: np.ndarray, floor_db: float = -9.0) -> float:
     exceed sample peaks by a few dB at most); below that the sample peak is returned.
     """
     audio = np.asarray(audio, dtype=np.float32)
-    read, n = array_reader(audio), audio.shape[-1]
+    return _stream_true_peak(array_reader(audio), audio.shape[-1], floor_db)
+
+
+def _stream_true_peak(read: Reader, n: int, floor_db: float = -9.0) -> float:
+    """:func:`true_peak` of ``n`` samples given as a :data:`Reader` (mono or channels)."""
     floor = 10 ** (floor_db / 20)
     peak = 0.0
     for lo in range(0, max(n, 1), CHUNK):
@@ -444,17 +500,11 @@ class _Mixer:
 
     def __init__(
         self, voice: Reader, music: Reader, n: int, sample_rate: int, params: MixParams,
-        segments: Sequence[tuple[float, float]],
+        activity: Activity,
     ) -> None:  # fmt: skip
         self.voice, self.music, self.n, self.rate = voice, music, n, sample_rate
         self.channels = params.channels
-        n_frames = int(np.ceil(n / (FRAME_S * sample_rate)))
-        self.speech = np.zeros(n_frames, dtype=bool)
-        if params.activity in ("voice", "both"):
-            found = _activity(_frame_levels(voice, n, sample_rate), params.voice_threshold_db)
-            self.speech[: len(found)] |= found
-        if params.activity in ("transcript", "both"):
-            self.speech |= transcript_activity(segments, n_frames)
+        self.speech = activity.frames(voice, n, sample_rate, params)
         speech_lufs = stream_loudness(voice, n, sample_rate)
         level = 1.0
         if np.isfinite(speech_lufs):
@@ -522,18 +572,23 @@ def mix(
     sample_rate: int,
     params: MixParams | None = None,
     segments: Sequence[tuple[float, float]] = (),
+    speech: Sequence[tuple[float, float]] | None = None,
 ) -> MixResult:
     """Mix mono ``voice`` and ``music`` of the same length (see the module docstring).
 
-    ``segments`` are the transcript's ``(start_s, end_s)``, used for speech activity when
-    ``params.activity`` is ``"transcript"`` or ``"both"``. :func:`mix_files` does the same
+    ``segments`` are the transcript's ``(start_s, end_s)``, used when ``params.activity``
+    names ``"transcript"``; ``speech`` the voice-activity detector's spans, used when it names
+    ``"vad"`` (``None``: the detector is run on ``voice``). :func:`mix_files` does the same
     from files to a file, in bounded memory.
     """
     params = params or MixParams()
     if voice.shape != music.shape or voice.ndim != 1:
         raise InputError(f"voice {voice.shape} and music {music.shape} must be mono, same length")
     n = len(voice)
-    mixer = _Mixer(array_reader(voice), array_reader(music), n, sample_rate, params, segments)
+    if speech is None and "vad" in params.sources:
+        speech = vad.detect_array(voice, sample_rate)
+    activity = Activity(segments, speech)
+    mixer = _Mixer(array_reader(voice), array_reader(music), n, sample_rate, params, activity)
     combined, voice_gain = np.empty(n, np.float32), np.empty(n, np.float32)
     for lo, hi, piece, gain in mixer.pieces():
         combined[lo:hi], voice_gain[lo:hi] = piece, gain
@@ -562,12 +617,14 @@ def mix_files(
     n_samples: int,
     params: MixParams | None = None,
     segments: Sequence[tuple[float, float]] = (),
+    speech: Sequence[tuple[float, float]] | None = None,
 ) -> MixSummary:
     """:func:`mix` from a voice and a music file (WAV or FLAC, the same sample rate; each cut
     or padded with silence to ``n_samples``) to a PCM WAV ``out_path``, written atomically.
 
     Memory stays bounded whatever the length: every pass reads the files a piece at a time
     (the speech activity and the ducking envelope, 100 values a second, are all it keeps).
+    ``speech=None`` with ``"vad"`` in ``params.activity``: the detector runs on the voice file.
     """
     from videobgm.media import AudioReader, write_audio_blocks
 
@@ -579,10 +636,62 @@ def mix_files(
                 f"{music.sample_rate} Hz"
             )
         rate = voice.sample_rate
-        mixer = _Mixer(voice, music, n_samples, rate, params, segments)
+        if speech is None and "vad" in params.sources:
+            speech = vad.detect_file(voice_path)
+        mixer = _Mixer(voice, music, n_samples, rate, params, Activity(segments, speech))
         blocks = (piece for _, _, piece, _ in mixer.pieces())
         write_audio_blocks(out_path, blocks, rate, params.channels)
     return MixSummary(
         path=Path(out_path), speech=mixer.speech,
         loudness_lufs=mixer.loudness_lufs, true_peak_db=mixer.true_peak_db,
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- what is delivered
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Loudness and true peak of a delivered file's audio, as a viewer's player decodes it."""
+
+    loudness_lufs: float
+    true_peak_db: float
+
+
+def measure_file(path: str | os.PathLike[str]) -> Delivered:
+    """Integrated loudness and true peak of a media file's first audio stream (AAC, Opus,
+    ...), decoded by ffmpeg to a temporary float WAV and read a piece at a time (memory stays
+    flat), at the stream's own rate and channels."""
+    import tempfile
+
+    import soundfile as sf
+
+    from videobgm import media
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "decoded.wav"
+        media.run_ffmpeg(
+            ["-y", "-i", str(path), "-map", "0:a:0", "-c:a", "pcm_f32le", str(wav)],
+            path, "decoding the delivered audio",
+        )  # fmt: skip
+        with sf.SoundFile(wav) as decoded:
+            return _measured_file(decoded)
+
+
+def _measured_file(decoded) -> Delivered:
+    n, rate = decoded.frames, decoded.samplerate
+
+    def read(lo: int, hi: int) -> np.ndarray:  # (channels, hi - lo), zeros outside
+        out = np.zeros((decoded.channels, max(hi - lo, 0)), np.float32)
+        start, stop = max(lo, 0), min(hi, n)
+        if stop > start:
+            decoded.seek(start)
+            out[:, start - lo : stop - lo] = decoded.read(stop - start, "float32", True).T
+        return out
+
+    powers = sum(
+        _measured(lambda lo, hi, c=c: read(lo, hi)[c], n, rate).block_powers()
+        for c in range(decoded.channels)
+    )
+    return Delivered(_integrated(powers), _stream_true_peak(read, n))

@@ -1,8 +1,11 @@
 """Video in, video out: every stage in order, cached in a run folder, resumable.
 
-``run(video)`` decodes the audio, transcribes it (or reads sidecar captions), classifies each
-phrase, builds the emotion timeline (or takes an edited one), isolates the voice, composes the
-new music (N variants), mixes, and muxes the mix back under the untouched video stream.
+``run(video)`` decodes the audio, finds where someone speaks (Silero VAD), transcribes it (or
+reads sidecar captions), classifies each phrase, builds the emotion timeline (or takes an
+edited one), isolates the voice, composes the new music (N variants), mixes it ducked under
+the speech, and muxes the mix back under the untouched video stream. The delivered file's
+audio is decoded and measured; when the codec pushed its true peak above the ceiling, the mix
+is made again with the limiter's ceiling lowered by the overshoot and encoded again.
 With ``rank``, a CLAP model scores each variant's fit to the timeline
 (:mod:`videobgm.evaluate`) and the outputs are numbered best first (``ranking.json``).
 
@@ -46,6 +49,8 @@ AUDIO_OUTPUTS = {".wav", ".flac"}
 CPU_RIFFUSION_S_PER_CLIP = 60.0  # s; rough: riffusion, 20 steps, one 5.12 s clip, 8-core CPU
 CLIP_S = 5.12  # s of music per riffusion clip
 RANKING_FILE = "ranking.json"  # per-variant fit scores, best first (with ``rank``)
+REENCODES = 2  # at most this many extra mix-and-encode passes to hold the delivered true peak
+PEAK_MARGIN_DB = 0.1  # dB the ceiling is lowered beyond the measured overshoot
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class RunParams:
     separator: str = "auto"  # spectral | demucs | none | auto (the profile's)
     target_lufs: float = -14.0  # loudness of the final mix
     duck_db: float = -12.0  # music attenuation under speech
+    activity: str = "vad"  # where the music ducks: vad | voice | transcript, or a union (a+b)
     neutral_policy: str = "ambient"  # extend | ambient | silence
     min_span_s: float = 5.0  # shortest emotion span
     min_confidence: float = 0.4  # phrases less sure than this count as neutral
@@ -88,7 +94,14 @@ class RunParams:
         from videobgm.mix import MixParams
 
         self.timeline_params(TimelineParams)  # each raises InputError on a bad value
-        MixParams(target_lufs=self.target_lufs, duck_db=self.duck_db)
+        self.mix_params(MixParams)
+
+    def mix_params(self, cls: Any = None) -> Any:
+        from videobgm.mix import MixParams
+
+        return (cls or MixParams)(
+            target_lufs=self.target_lufs, duck_db=self.duck_db, activity=self.activity
+        )
 
     def timeline_params(self, cls: Any = None) -> Any:
         from videobgm.emotion import TimelineParams
@@ -118,6 +131,8 @@ class Result:
     plans: list[Path]
     transcript: Path
     report: Path
+    speech: Path  # the speech spans (Silero VAD), JSON
+    delivered: Path  # loudness and true peak measured on each delivered file, JSON
     profile: str
     music: str
     stages: dict[str, str] = field(default_factory=dict)  # stage -> "ran" | "reused"
@@ -256,17 +271,32 @@ class _Job:
         self.separator = profile.separator if settings.separator == "auto" else settings.separator
 
     def execute(self, outputs: list[Path]) -> Result:
+        speech_key = self.detect_speech()
         transcript_key = self.transcribe()
-        timeline_key = self.analyse(transcript_key)
+        timeline_key = self.analyse(transcript_key, speech_key)
         voice_key = self.separate()
         compose_key = self.compose(timeline_key)
         rank_key = self.rank(compose_key)
-        mix_key = self.mix(voice_key, compose_key, transcript_key)
-        self.deliver(mix_key, rank_key, outputs)
-        self.report(compose_key, rank_key)
+        mix_key = self.mix(voice_key, compose_key, transcript_key, speech_key)
+        deliver_key = self.deliver(mix_key, rank_key, outputs)
+        self.report(compose_key, deliver_key)
         return self.result(outputs)
 
     # -- stages ---------------------------------------------------------------------------
+
+    def detect_speech(self) -> str:
+        """``speech.json``: Silero VAD's spans on the original audio (16 kHz, streamed)."""
+        from videobgm.vad import VadParams
+
+        key = _key("speech", self.input_hash, "silero-vad", dataclasses.asdict(VadParams()))
+        out = self.folder / "speech.json"
+
+        def work() -> None:
+            from videobgm import vad
+
+            vad.save_spans(vad.detect_file(self.source, progress=self.stages.progress), out)
+
+        return self.stages.run("vad", key, [out], work)
 
     def transcribe(self) -> str:
         from videobgm.transcribe import Transcript, save_transcript, transcript_for
@@ -289,7 +319,7 @@ class _Job:
 
         return self.stages.run("transcribe", key, [out], work)
 
-    def analyse(self, transcript_key: str) -> str:
+    def analyse(self, transcript_key: str, speech_key: str) -> str:
         from videobgm import timeline_io
 
         edited = self._edited_timeline()
@@ -297,8 +327,8 @@ class _Job:
         outs = [base.with_suffix(s) for s in timeline_io.FORMATS] + [self.folder / "scores.npy"]
         params = dataclasses.asdict(self.settings.timeline_params())
         edited_hash = file_hash(edited) if edited else None
-        key = _key("timeline", transcript_key, self.profile.emotion, self.profile.emotion_revision,
-                   params, edited_hash)  # fmt: skip
+        key = _key("timeline", transcript_key, speech_key, self.profile.emotion,
+                   self.profile.emotion_revision, params, edited_hash)  # fmt: skip
 
         def work() -> None:
             if edited is not None and not self.settings.timeline:
@@ -329,7 +359,8 @@ class _Job:
         from videobgm import emotion, timeline_io
         from videobgm.transcribe import load_transcript, split_sentences
 
-        transcript = split_sentences(load_transcript(self.folder / "transcript.json"))
+        transcript = _snapped(split_sentences(load_transcript(self.folder / "transcript.json")),
+                              self.folder / "speech.json")  # fmt: skip
         if edited is not None:
             spans = timeline_io.load_timeline(edited, self.info.duration_s)
             return spans, np.zeros((0, 7), np.float32)
@@ -425,42 +456,76 @@ class _Job:
         files = self._variant_paths(stem, suffix)
         return [files[k] for k in self._order()]
 
-    def mix(self, voice_key: str, compose_key: str, transcript_key: str) -> str:
-        from videobgm.mix import MixParams
-
-        params = MixParams(target_lufs=self.settings.target_lufs, duck_db=self.settings.duck_db)
+    def mix(self, voice_key: str, compose_key: str, transcript_key: str, speech_key: str) -> str:
+        params = self.settings.mix_params()
         outs = self._variant_paths("mix", ".wav")
-        key = _key("mix", voice_key, compose_key, transcript_key, dataclasses.asdict(params))
+        key = _key("mix", voice_key, compose_key, transcript_key, speech_key,
+                   dataclasses.asdict(params))  # fmt: skip
 
         def work() -> None:
-            from videobgm.mix import mix_files
-            from videobgm.transcribe import load_transcript
-
-            voice = self.folder / "voice.wav"
-            segments = [(s.start, s.end) for s in load_transcript(self.folder / "transcript.json")]
             for bgm_path, out in zip(self._variant_paths("bgm", ".wav"), outs, strict=True):
-                mix_files(voice, bgm_path, out, self.n_samples, params, segments)
+                self._mix_one(bgm_path, out, params)
 
         return self.stages.run("mix", key, outs, work)
+
+    def _mix_one(self, bgm_path: Path, out: Path, params) -> None:
+        from videobgm import vad
+        from videobgm.mix import mix_files
+        from videobgm.transcribe import load_transcript
+
+        segments = [(s.start, s.end) for s in load_transcript(self.folder / "transcript.json")]
+        speech = vad.load_spans(self.folder / "speech.json")
+        mix_files(self.folder / "voice.wav", bgm_path, out, self.n_samples, params, segments,
+                  speech)  # fmt: skip
 
     def deliver(self, mix_key: str, rank_key: str, outputs: list[Path]) -> str:
         """Mux each mix under the video (or write it, for audio-only input), and put the stems
         beside the output: ``<out>.voice.wav``, ``<out>.bgm.wav``, ``<out>.mix.wav``. Ranked
         runs deliver the best variant first."""
         extras = self._beside(outputs)
-        key = _key("deliver", mix_key, rank_key, self.input_hash, [str(p) for p in outputs])
+        record = self.folder / "delivered.json"
+        key = _key("deliver", mix_key, rank_key, self.input_hash, [str(p) for p in outputs],
+                   REENCODES, PEAK_MARGIN_DB)  # fmt: skip
 
         def work() -> None:
-            mixes = self._ordered("mix", ".wav")
-            for mix_path, out in zip(mixes, outputs, strict=True):
+            mixes, bgms = self._ordered("mix", ".wav"), self._ordered("bgm", ".wav")
+            measured = []
+            for mix_path, bgm_path, out in zip(mixes, bgms, outputs, strict=True):
                 if self.info.has_video:
-                    media.mux(self.source, mix_path, out)
+                    measured.append(self._mux_within_ceiling(mix_path, bgm_path, out))
                 else:
                     _copy(mix_path, out)
+                    measured.append(_measured_record(out, self.settings.mix_params(), 0))
             for run_file, target in extras:
                 _copy(run_file, target)
+            with paths.atomic_output(record) as tmp:
+                tmp.write_text(json.dumps(measured, indent=1) + "\n", encoding="utf-8")
 
-        return self.stages.run("deliver", key, outputs + [t for _, t in extras], work)
+        outs = outputs + [t for _, t in extras] + [record]
+        return self.stages.run("deliver", key, outs, work)
+
+    def _mux_within_ceiling(self, mix_path: Path, bgm_path: Path, out: Path) -> dict:
+        """Mux the mix, decode what was written and measure it; while its true peak is above
+        the ceiling (the codec's own overshoot), mix again with the limiter's ceiling lowered
+        by the overshoot (plus :data:`PEAK_MARGIN_DB`) and encode again, at most
+        :data:`REENCODES` times. Returns what was measured on the last file written."""
+        target = self.settings.mix_params()
+        params = target
+        for encode in range(REENCODES + 1):
+            media.mux(self.source, mix_path, out)
+            measured = _measured_record(out, target, encode, params.true_peak_db)
+            overshoot = measured["true_peak_db"] - target.true_peak_db
+            if overshoot <= 0 or encode == REENCODES:
+                return measured
+            params = dataclasses.replace(
+                params, true_peak_db=params.true_peak_db - overshoot - PEAK_MARGIN_DB
+            )
+            self.stages._say(
+                f"deliver    {out.name}: {measured['true_peak_db']:.2f} dBTP after encoding; "
+                f"mixing again with the limiter at {params.true_peak_db:.2f} dBTP"
+            )
+            self._mix_one(bgm_path, mix_path, params)  # the stem beside it stays what is heard
+        return measured
 
     def _beside(self, outputs: list[Path]) -> list[tuple[Path, Path]]:
         first = outputs[0]
@@ -473,10 +538,10 @@ class _Job:
                 pairs.append((run_mix, out.with_name(f"{out.stem}.mix.wav")))
         return pairs
 
-    def report(self, compose_key: str, rank_key: str) -> str:
+    def report(self, compose_key: str, deliver_key: str) -> str:
         out = self.folder / "report.md"
         figure = self.folder / "timeline.png"
-        key = _key("report", compose_key, rank_key)
+        key = _key("report", compose_key, deliver_key)
 
         def work() -> None:
             from videobgm.plots.pipeline import write_report
@@ -507,9 +572,24 @@ class _Job:
             timeline={s[1:]: base.with_suffix(s) for s in (".json", ".csv", ".srt")},
             plans=[p.with_name(f"{p.stem}.plan.json") for p in self._ordered("bgm", ".wav")],
             transcript=self.folder / "transcript.json", report=self.folder / "report.md",
+            speech=self.folder / "speech.json", delivered=self.folder / "delivered.json",
             profile=self.profile.name, music=self.music, stages=dict(self.stages.status),
             scores=self._ranking(),
         )  # fmt: skip
+
+
+def _snapped(transcript, speech_path: Path):
+    """Whisper's segment boundaries moved to the speech detector's edges nearby, so emotion
+    spans start where speech starts (caption times are the author's and stay)."""
+    from videobgm import vad
+
+    if not transcript.source.startswith("whisper") or not len(transcript):
+        return transcript
+    times = vad.snap_segments([(g.start, g.end) for g in transcript], vad.load_spans(speech_path))
+    segments = tuple(
+        dataclasses.replace(g, start=a, end=b) for g, (a, b) in zip(transcript, times, strict=True)
+    )
+    return dataclasses.replace(transcript, segments=segments)
 
 
 def _music_backend(music: str, profile: models.ModelProfile, device: str, seconds: float) -> str:
@@ -541,6 +621,21 @@ def _captions_hash(source: Path, sidecar) -> str | None:
 
     captions = find_sidecar(source) if sidecar is None else (sidecar or None)
     return file_hash(captions) if captions else None
+
+
+def _measured_record(out: Path, target, encode: int, ceiling_db: float | None = None) -> dict:
+    """What the viewer gets: loudness and true peak of ``out``'s decoded audio, against the
+    targets ``target`` (MixParams); ``ceiling_db``: the limiter ceiling the mix was made with."""
+    from videobgm.mix import measure_file
+
+    measured = measure_file(out)
+    return {
+        "output": str(out), "loudness_lufs": round(measured.loudness_lufs, 2),
+        "true_peak_db": round(measured.true_peak_db, 2), "target_lufs": target.target_lufs,
+        "true_peak_ceiling_db": target.true_peak_db,
+        "limiter_ceiling_db": round(target.true_peak_db if ceiling_db is None else ceiling_db, 2),
+        "reencodes": encode,
+    }  # fmt: skip
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -615,6 +710,9 @@ def add_cli(subparsers) -> None:
     add("--separator", choices=SEPARATION, default=d.separator, help="voice isolation")
     add("--target-lufs", type=float, default=d.target_lufs, help="mix loudness (default -14 LUFS)")
     add("--duck-db", type=float, default=d.duck_db, help="music drop under speech (default -12)")
+    add("--activity", default=d.activity,
+        help="where someone speaks, for ducking: vad (Silero, default) | voice (the isolated "
+        "voice's envelope) | transcript, or a union such as vad+transcript")  # fmt: skip
     add("--timeline", help="an edited timeline JSON to use instead of the analysis")
     add("--neutral-policy", default=d.neutral_policy, help="extend | ambient | silence")
     add("--min-span-s", type=float, default=d.min_span_s, help="shortest emotion span (default 5)")

@@ -114,6 +114,46 @@ def write_held_out_speech(out_dir: Path) -> Path:
     return media.write_audio(path, 0.5 * _peak_normalised(speech), ESPEAK_RATE)
 
 
+DIALOGUE = (  # (espeak-ng voice, speed, pitch, text): four speakers taking turns
+    ("en-us", 150, 45, "Did you hear that the bridge is closed again?"),
+    ("en-gb", 140, 35, "Yes, since Monday. The river came up over the road, and nobody can cross."),
+    ("en-us+f3", 165, 70, "So how are we getting the piano to the hall?"),
+    ("en-gb-scotland", 135, 55, "We could borrow the farmer's boat, if he is in a good mood."),
+    ("en-us", 150, 45, "He is never in a good mood. Not once in twenty years."),
+    ("en-us+f3", 165, 70, "Then we ask his daughter. She owes me a favour, after the fair."),
+    ("en-gb", 140, 35, "Fine. Tomorrow at six, by the old mill, and bring some rope."),
+    ("en-gb-scotland", 135, 55, "And sandwiches. Moving pianos is hungry work."),
+)
+DIALOGUE_PAUSES_S = (1.0, 0.8, 1.5, 1.2, 0.9, 1.4, 1.1)  # s; silence between the turns
+DIALOGUE_EDGE_S = 1.0  # s of silence before the first and after the last turn
+
+
+def write_dialogue(out_dir: Path) -> tuple[Path, Path]:
+    """``dialogue.flac`` (four espeak-ng speakers taking turns, pauses of 0.8-1.5 s, at
+    16 kHz, the voice-activity detector's rate) and ``dialogue.srt`` (each turn's first and
+    last sample above -40 dB of its peak): the fixture for speech activity and ducking on
+    noisy mixtures."""
+    from scipy.signal import resample_poly
+
+    pieces = [np.zeros(int(DIALOGUE_EDGE_S * SAMPLE_RATE), np.float32)]
+    cues, cursor = [], DIALOGUE_EDGE_S
+    pauses = (*DIALOGUE_PAUSES_S, DIALOGUE_EDGE_S)
+    for (voice, speed, pitch, text), pause in zip(DIALOGUE, pauses, strict=True):
+        line = espeak(text, speed, pitch, 120, voice)
+        loud = np.flatnonzero(np.abs(line) > 0.01 * np.max(np.abs(line)))  # -40 dB
+        line = line[loud[0] : loud[-1] + 1]  # the turn starts and ends where its sound does
+        cues.append((cursor, cursor + len(line) / SAMPLE_RATE, text))
+        pieces += [line, np.zeros(int(pause * SAMPLE_RATE), np.float32)]
+        cursor += (len(line) + int(pause * SAMPLE_RATE)) / SAMPLE_RATE
+    speech = resample_poly(np.concatenate(pieces), 160, 441)  # 44.1 -> 16 kHz
+    audio = media.write_audio(
+        Path(out_dir) / "dialogue.flac", 0.5 * _peak_normalised(speech), 16000
+    )
+    captions = Path(out_dir) / "dialogue.srt"
+    captions.write_text(_srt_text(cues), encoding="utf-8")
+    return audio, captions
+
+
 def _speak_story() -> tuple[np.ndarray, list[tuple[float, float, Line]]]:
     """The voice track and each line's (start, end) in seconds."""
     pieces = [np.zeros(int(LEAD_IN_S * SAMPLE_RATE), np.float32)]
@@ -211,6 +251,7 @@ def make_demo_sample(out_dir: Path | None = None) -> dict[str, Path]:
     speech = resample_poly(speech, 1, SAMPLE_RATE // ESPEAK_RATE)
     media.write_audio(written["speech"], 0.5 * _peak_normalised(speech), ESPEAK_RATE)
     written["held_out"] = write_held_out_speech(out_dir)
+    written["dialogue"], written["dialogue_srt"] = write_dialogue(out_dir)
     with tempfile.TemporaryDirectory() as tmp:
         soundtrack = media.write_audio(Path(tmp) / "mix.wav", mix, SAMPLE_RATE)
         written["video"] = media.write_video(

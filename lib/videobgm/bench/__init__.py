@@ -40,6 +40,7 @@ from videobgm.bench.core import (
     write_report,
 )
 from videobgm.bench.dataset import bench_dataset
+from videobgm.bench.ducking import bench_ducking
 from videobgm.bench.generation import bench_generation
 from videobgm.bench.gpu import bench_gpu
 from videobgm.bench.music import bench_compose
@@ -49,7 +50,7 @@ from videobgm.bench.voice import bench_mix, bench_separation
 
 __all__ = [
     "KINDS", "NO_CUDA", "ROW_KEYS", "SECTIONS", "bench_codec", "bench_compose", "bench_dataset",
-    "bench_endtoend",
+    "bench_ducking", "bench_endtoend",
     "bench_generation", "bench_gpu", "bench_growth", "bench_mix", "bench_mux",
     "bench_separation", "bench_transcription", "in_section", "latest_rows", "machine_info", "main",
     "median_time", "print_table", "read_rows", "row", "run_sections", "skipped", "write_report",
@@ -64,6 +65,7 @@ SECTIONS: dict[str, Callable[..., list[dict]]] = {
     "transcription": bench_transcription,
     "separation": bench_separation,
     "mix": bench_mix,
+    "ducking": bench_ducking,
     "mux": bench_mux,
     "endtoend": bench_endtoend,
     "growth": bench_growth,

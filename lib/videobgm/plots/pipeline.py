@@ -66,6 +66,59 @@ def plot_run(spans, voice, music, sample_rate: int = 44100, title: str = ""):
     return fig
 
 
+def music_level(mixed, music, window_s: float = 0.3):
+    """``(times_s, level_dbfs)``: the music's level in a mix, window by window, measured
+    against the music stem (WAV/FLAC paths): the stem's level times its least-squares gain in
+    the mix (the voice, independent of the music, averages out). Read a piece at a time."""
+    from videobgm import media
+
+    with media.AudioReader(mixed) as mix_read, media.AudioReader(music, mix_read.length) as bgm:
+        hop = max(int(window_s * bgm.sample_rate), 1)
+        count = mix_read.length // hop
+        levels = np.full(count, -120.0)
+        per_read = max(1, (1 << 18) // hop)
+        for first in range(0, count, per_read):
+            last = min(first + per_read, count)
+            m = bgm(first * hop, last * hop).reshape(-1, hop).astype(np.float64)
+            y = mix_read(first * hop, last * hop).reshape(-1, hop).astype(np.float64)
+            power = np.einsum("ij,ij->i", m, m)
+            gain = np.einsum("ij,ij->i", y, m) / np.maximum(power, 1e-20)
+            level = np.abs(gain) * np.sqrt(power / hop)
+            levels[first:last] = 20 * np.log10(np.maximum(level, 1e-6))
+        return (np.arange(count) + 0.5) * hop / bgm.sample_rate, levels
+
+
+def plot_ducking(speech, mixed, music, params=None, segments=(), title: str = ""):
+    """Where the music went down: the speech spans (and transcript segments), the ducking
+    gain the mix applied, and the music's level in the final mix, measured against the stem
+    (``mixed`` and ``music``: WAV/FLAC paths)."""
+    import matplotlib.pyplot as plt
+
+    from videobgm.mix import duck_curve
+
+    times, level = music_level(mixed, music)
+    duration = float(times[-1]) if len(times) else 0.0
+    fig, (spans_ax, gain_ax, level_ax) = plt.subplots(
+        3, 1, figsize=(12, 4.6), sharex=True, gridspec_kw={"height_ratios": [1, 2, 2]}
+    )
+    for start, end in segments:
+        spans_ax.axvspan(start, end, ymin=0.0, ymax=0.45, color="tab:blue", alpha=0.5, lw=0)
+    for start, end in speech:
+        spans_ax.axvspan(start, end, ymin=0.55, ymax=1.0, color="0.25", lw=0)
+    spans_ax.set_yticks([0.25, 0.75], ["transcript", "speech (VAD)"])
+    spans_ax.set_title(title or "ducking: speech, the music's gain, the music's level in the mix")
+    gain_t, gain_db = duck_curve(speech, duration, params)
+    gain_ax.plot(gain_t, gain_db, color="tab:orange", lw=1)
+    gain_ax.set_ylabel("duck gain (dB)")
+    level_ax.plot(times, level, color="tab:green", lw=1)
+    level_ax.set_ylim(max(float(np.percentile(level, 2)) - 6, -90), float(level.max()) + 3)
+    level_ax.set_ylabel("music in mix (dBFS)")
+    level_ax.set_xlabel("time (s)")
+    level_ax.set_xlim(0, duration)
+    fig.tight_layout()
+    return fig
+
+
 def write_report(folder: Path, source: Path, info, music: str, out: Path, figure: Path) -> None:
     """``report.md`` and ``timeline.png`` in a run folder, from the files the stages wrote."""
     import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
@@ -78,6 +131,7 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
     with paths.atomic_output(figure) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
+    ducking = _ducking_figure(folder, figure.with_name("ducking.png"))
     stages = json.loads((folder / "stages.json").read_text())
     lines = [
         f"# videobgm run: {source.name}", "",
@@ -85,12 +139,66 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
         f"{'video + ' if info.has_video else ''}{'audio' if info.has_audio else 'no audio'})",
         f"- music backend: {music}; variants: {len(bgm)}", "",
         f"![timeline]({figure.name})", "", "## Emotion timeline", "", "```",
-        timeline_io.format_table(spans), "```", "", "## Stages", "",
+        timeline_io.format_table(spans), "```", "", *ducking, *_delivered_lines(folder),
+        "## Stages", "",
         "| stage | seconds | finished |", "| --- | --- | --- |",
         *(f"| {name} | {r['seconds']} | {r['finished']} |" for name, r in stages.items()),
     ]  # fmt: skip
     with paths.atomic_output(out) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def plot_ducking_result(result, title: str = ""):
+    """:func:`plot_ducking` of a finished run (first variant), from its files."""
+    from videobgm import vad
+    from videobgm.transcribe import load_transcript
+
+    segments = [(g.start, g.end) for g in load_transcript(result.transcript)]
+    return plot_ducking(vad.load_spans(result.speech), result.mix[0], result.bgm[0],
+                        segments=segments, title=title)  # fmt: skip
+
+
+def _ducking_figure(folder: Path, figure: Path) -> list[str]:
+    """``ducking.png`` of the first variant, and the report's lines about it."""
+    import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
+
+    from videobgm import paths, vad
+
+    mixes = sorted(folder.glob("mix*.wav"))
+    if not (folder / "speech.json").exists() or not mixes:
+        return []
+    speech = vad.load_spans(folder / "speech.json")
+    segments = []
+    if (folder / "transcript.json").exists():
+        from videobgm.transcribe import load_transcript
+
+        segments = [(g.start, g.end) for g in load_transcript(folder / "transcript.json")]
+    fig = plot_ducking(speech, mixes[0], sorted(folder.glob("bgm*.wav"))[0], segments=segments)
+    with paths.atomic_output(figure) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    spoken = sum(end - start for start, end in speech)
+    return [
+        "## Ducking", "", f"![ducking]({figure.name})", "",
+        f"Silero VAD found {len(speech)} stretches of speech, {spoken:.1f} s in all.", "",
+    ]  # fmt: skip
+
+
+def _delivered_lines(folder: Path) -> list[str]:
+    """The loudness and true peak measured on each delivered file's decoded audio."""
+    record = folder / "delivered.json"
+    if not record.exists():
+        return []
+    rows = json.loads(record.read_text())
+    return [
+        "## Delivered audio (decoded, as a player hears it)", "",
+        "| output | loudness (LUFS) | true peak (dBTP) | limiter ceiling (dBTP) | re-encodes |",
+        "| --- | --- | --- | --- | --- |",
+        *(f"| {Path(r['output']).name} | {r['loudness_lufs']} (target {r['target_lufs']}) | "
+          f"{r['true_peak_db']} (ceiling {r['true_peak_ceiling_db']}) | "
+          f"{r['limiter_ceiling_db']} | {r['reencodes']} |" for r in rows),
+        "",
+    ]  # fmt: skip
 
 
 def plot_result(result, title: str = ""):
