@@ -13,8 +13,12 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,19 +32,23 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
+def _start(*args: str, **popen: object) -> subprocess.Popen:
+    """``python -m args...`` from the repository root, in a process group of its own (so that
+    it can be killed with the kernel it starts)."""
+    env = dict(os.environ)
+    # The kernel must be this environment's Python ("python3" is resolved via PATH).
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    command = [sys.executable, "-m", *args]
+    return subprocess.Popen(command, cwd=paths.root(), env=env, start_new_session=True, **popen)
+
+
 def _papermill(notebook: Path, out: Path, *params: str) -> None:
     """``papermill notebook out -p k v ...`` as a user types it; killed (with its kernel) and
     failed past ``RUN_LIMIT_S``."""
-    env = dict(os.environ)
-    # The kernel must be this environment's Python (papermill resolves "python3" via PATH).
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    command = [sys.executable, "-m", "papermill", str(notebook), str(out), "--no-progress-bar"]
+    args = ["papermill", str(notebook), str(out), "--no-progress-bar"]
     for pair in params:
-        command += ["-p", *pair.split("=", 1)]
-    proc = subprocess.Popen(
-        command, cwd=paths.root(), env=env, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        args += ["-p", *pair.split("=", 1)]
+    proc = _start(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         log, _ = proc.communicate(timeout=RUN_LIMIT_S)
     except subprocess.TimeoutExpired:
@@ -87,3 +95,46 @@ def test_papermill_runs_notebook_04_with_the_studio_every_time(tmp_path):
     assert first.parent == out_dir and first.exists()
     embedded = base64.b64encode(first.read_bytes()).decode("ascii")
     assert any(embedded in html for html in _studio_player_html(nb))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get_page(url: str, limit_s: float) -> str:
+    """The page at ``url`` once the server listens; fails past ``limit_s`` in all."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
+            pytest.fail(f"no complete page from {url} in {limit_s} s")
+        try:
+            with urllib.request.urlopen(url, timeout=left_s) as response:
+                return response.read().decode("utf-8")
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError):
+                raise
+            time.sleep(0.5)  # the server is still starting
+        except TimeoutError:
+            pytest.fail(f"{url} still rendering after {limit_s} s")
+
+
+def test_voila_renders_notebook_04_to_its_last_cell(tmp_path):
+    """The web app's server (Voila executes the notebook with nbclient) serves the whole page,
+    the studio included: it hung like papermill before the fix."""
+    port = _free_port()
+    log = (tmp_path / "voila.log").open("w")
+    proc = _start(
+        "voila", str(NOTEBOOK_04), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        page = _get_page(f"http://127.0.0.1:{port}/", RUN_LIMIT_S)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # voila and its kernel
+        proc.wait()
+        log.close()
+    assert WIDGET_VIEW in page  # the studio, rendered as a widget view
+    assert "run folder:" in page  # printed by the last cell
