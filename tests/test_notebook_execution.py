@@ -53,11 +53,8 @@ def _papermill(notebook: Path, out: Path, *params: str) -> None:
         log, _ = proc.communicate(timeout=RUN_LIMIT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # papermill and the kernel it started
-        log, _ = proc.communicate()
-        pytest.fail(
-            f"papermill still running {notebook.name} after {RUN_LIMIT_S} s:\n{log[-3000:]}"
-        )
-    assert proc.returncode == 0, log[-3000:]
+        log = proc.communicate()[0] + f"\n(still running after {RUN_LIMIT_S} s: killed)"
+    assert proc.returncode == 0, f"papermill {notebook.name}:\n{log[-3000:]}"
 
 
 def _printed_outputs(nb: dict) -> list[Path]:
