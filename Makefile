@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= auto
 BENCH_ARGS ?=
+REPORTS_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 # Tests never touch the model hub; the library builds its tiny models locally.
 TEST_ENV := VIDEOBGM_PROFILE=tiny HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_WAIT_POLICY=PASSIVE
@@ -39,8 +40,8 @@ test: lint ## lint, then every test and every notebook (nbval) with the tiny off
 demo: $(STAMP) ## run the main job on the demo sample, outputs under reports/ and runs/
 	$(BIN)/python -m videobgm.demo --profile $(PROFILE)
 
-reports: $(STAMP) ## execute every notebook with papermill into reports/ (PROFILE=auto|tiny|pretrained)
-	$(BIN)/python -m videobgm.reports --profile $(PROFILE)
+reports: $(STAMP) ## execute every notebook with papermill into reports/ (PROFILE=auto|tiny|pretrained; REPORTS_ARGS="--only 04")
+	$(BIN)/python -m videobgm.reports --profile $(PROFILE) $(REPORTS_ARGS)
 
 eval: $(STAMP) ## notebook 06 into reports/: does the music fit the emotion? (CLAP alignment, FAD)
 	$(BIN)/python -m videobgm.reports --profile $(PROFILE) --only 06

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 
@@ -44,3 +45,19 @@ def test_studio_shows_an_error_in_one_sentence(story, capsys):
     assert studio.result is result  # nothing replaced
     errors = [line for line in capsys.readouterr().out.splitlines() if "error:" in line]
     assert len(errors) == 1 and "overlap" in errors[0]
+
+
+def test_studio_player_embeds_the_chosen_variant(story, tmp_path):
+    _, out_dir, params = story
+    video = tmp_path / "story.mp4"
+    result = pipeline.run(video, pipeline.output_in(out_dir, video), variants=2, **params)
+    studio = widgets.Studio(result, out_dir, **params)
+
+    def shows(path) -> bool:
+        (output,) = studio.player.outputs  # written as state, never captured (issue 17)
+        return base64.b64encode(path.read_bytes()).decode("ascii") in output["data"]["text/html"]
+
+    first, second = result.outputs
+    assert shows(first) and not shows(second)
+    studio.variant.value = 1
+    assert shows(second) and not shows(first)

@@ -17,8 +17,15 @@ from videobgm import paths
 _HIDDEN_INPUT_TAGS = ("parameters", "injected-parameters")
 
 
-def execute(notebook: Path, profile: str = "auto", extra: dict | None = None) -> Path:
-    """Run one notebook with papermill into reports/; return the executed notebook's path."""
+def execute(
+    notebook: Path,
+    profile: str = "auto",
+    extra: dict | None = None,
+    cell_timeout_s: int | None = None,
+) -> Path:
+    """Run one notebook with papermill into reports/ (the notebook's own defaults but for
+    ``profile`` and ``extra``; a cell running past ``cell_timeout_s`` fails the run, ``None``:
+    no limit); return the executed notebook's path."""
     import papermill
 
     declared = papermill.inspect_notebook(str(notebook))
@@ -30,7 +37,7 @@ def execute(notebook: Path, profile: str = "auto", extra: dict | None = None) ->
     os.environ["PATH"] = env_bin + os.pathsep + os.environ.get("PATH", "")
     papermill.execute_notebook(
         str(notebook), str(out), parameters=parameters, kernel_name="python3",
-        cwd=str(paths.root()), progress_bar=True,
+        cwd=str(paths.root()), progress_bar=True, execution_timeout=cell_timeout_s,
     )  # fmt: skip
     return out
 
@@ -56,10 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m videobgm.reports",
         description="Execute the notebooks with papermill into reports/ (notebook + HTML).",
     )
-    parser.add_argument("--profile", default="auto", help="auto | pretrained | tiny")
+    parser.add_argument("--profile", default="auto", choices=("auto", "pretrained", "tiny"))
     parser.add_argument(
         "--only", nargs="*", default=None, help="notebook name prefixes to run (e.g. 03 04)"
     )
+    parser.add_argument(
+        "--cell-timeout", type=int, default=None, metavar="SECONDS",
+        help="fail a notebook whose cell runs longer than this (default: no limit; the "
+        "pretrained models can take long on a CPU)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     notebooks = sorted(paths.notebooks().glob("[0-9][0-9]-*.ipynb"))
     if args.only:
@@ -69,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for notebook in notebooks:
         print(f"--> {notebook.name} (profile {args.profile})")
-        executed = execute(notebook, args.profile)
+        executed = execute(notebook, args.profile, cell_timeout_s=args.cell_timeout)
         print(f"    {executed}\n    {to_html(executed)}")
     print(f"figures: {paths.figures()}")
     return 0

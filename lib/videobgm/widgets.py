@@ -1,9 +1,18 @@
 """Interactive pieces for notebook 04: audio players, and a small studio (ipywidgets) in which a
 user uploads a video, edits the emotion timeline, regenerates only what changed, and picks a
-variant. Papermill runs of the notebook skip the studio (``widgets=False``)."""
+variant.
+
+The studio never captures output into an ``Output`` widget while a notebook cell runs (no
+``with output:``, no ``output.clear_output()`` there): it writes the widgets' ``outputs`` state
+instead. A capture during a cell makes nbclient (papermill, nbconvert, Voila) act as the
+widget's front end and echo every captured output back to the kernel on the shell socket,
+through a blocking shadow of the very socket on which it awaits the cell's reply; that send can
+swallow the reply's wake-up, and the run then waits forever (issue 17). Capturing stays for
+the studio's buttons, whose messages come from a real front end."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -109,8 +118,9 @@ class Studio:
         from videobgm.errors import VideobgmError
 
         params = {**self.params, **changes}
-        self.log.clear_output()
-        with self.log:
+        self.log.outputs = ()
+        # The pipeline's progress bars go to the log when a front end clicked, else to the cell.
+        with self.log if _in_front_end_callback() else contextlib.nullcontext():
             try:
                 result = pipeline.run(video, pipeline.output_in(self.out_dir, video), **params)
             except VideobgmError as exc:
@@ -120,16 +130,34 @@ class Studio:
         self._load(result)
 
     def _show_variant(self) -> None:
-        from IPython.display import display
+        output = self.result.outputs[self.variant.value or 0]
+        if output.suffix.lower() in pipeline.AUDIO_OUTPUTS:
+            player = audio_player(output)
+        else:
+            player = video_player(output)
+        # State, not ``with self.player: display(...)``: see the module's docstring.
+        self.player.outputs = (_display_data(player),)
 
-        k = self.variant.value or 0
-        self.player.clear_output()
-        with self.player:
-            output = self.result.outputs[k]
-            if output.suffix.lower() in pipeline.AUDIO_OUTPUTS:
-                display(audio_player(output))
-            else:
-                display(video_player(output))
+
+def _display_data(obj: Any) -> dict:
+    """``obj`` as one ``display_data`` output (nbformat's dict), formatted as IPython shows it."""
+    from IPython import get_ipython  # IPython's formatters, only needed for a player
+    from IPython.core.formatters import DisplayFormatter
+
+    shell = get_ipython()
+    formatter = shell.display_formatter if shell is not None else DisplayFormatter()
+    data, metadata = formatter.format(obj)
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
+
+
+def _in_front_end_callback() -> bool:
+    """True while the kernel handles a front end's widget message (a click, an upload): output
+    captured by an ``Output`` widget then is the front end's to show, and no cell is running."""
+    from IPython import get_ipython  # IPython is only there to ask inside a kernel
+
+    shell = get_ipython()
+    parent = shell.get_parent() if shell is not None and hasattr(shell, "get_parent") else None
+    return (parent or {}).get("header", {}).get("msg_type") == "comm_msg"
 
 
 def variant_label(result: pipeline.Result, k: int) -> str:
