@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 PROFILE ?= auto
 BENCH_ARGS ?=
 REPORTS_ARGS ?=
+APP_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 # Tests never touch the model hub; the library builds its tiny models locally.
 TEST_ENV := VIDEOBGM_PROFILE=tiny HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_WAIT_POLICY=PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint format demo reports eval bench sample clean
+.PHONY: help setup test lint format demo reports eval bench sample app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -48,6 +49,9 @@ eval: $(STAMP) ## notebook 06 into reports/: does the music fit the emotion? (CL
 
 bench: $(STAMP) ## benchmarks: every stage against its baseline, results under reports/bench/ (BENCH_ARGS=--full)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m videobgm.bench $(BENCH_ARGS)
+
+app: $(STAMP) ## serve the studio as a web app on http://127.0.0.1:8866 (APP_ARGS="--videos DIR --port N --host ADDR")
+	$(BIN)/videobgm app --profile $(PROFILE) $(APP_ARGS)
 
 sample: $(STAMP) ## rebuild the demo sample in data/samples/ (needs espeak-ng)
 	$(BIN)/python -m videobgm.sample

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "videobgm.dataset",
     "videobgm.train",
     "videobgm.models",
+    "videobgm.app",
 )
 
 
