@@ -180,12 +180,18 @@ def test_upload_edit_regenerate_download(server, browser, shots, tmp_path):
     new = "fear" if before != "fear" else "joy"
     first.select_option(new)
     page.locator(f'.vbgm-bar div[data-emotion="{new}"]').first.wait_for()
-    if page.locator(".vbgm-end input:not([disabled])").count():
-        page.locator(".vbgm-end input:not([disabled])").first.fill("1000")
-        page.locator(".vbgm-end input:not([disabled])").first.press("Enter")
-        note = page.locator(".vbgm-refused").first
-        note.wait_for()
-        assert note.inner_text().startswith("The end must lie between")
+    rows = page.locator(".vbgm-end input")
+    count = rows.count()
+    page.get_by_role("button", name="split").first.click()  # the first span in two
+    expect_rows = count + 1
+    page.locator(".vbgm-end input").nth(expect_rows - 1).wait_for()
+    assert page.locator(".vbgm-end input").count() == expect_rows
+    boundary = page.locator(".vbgm-end input").first
+    boundary.fill("1000")  # past the video's end
+    boundary.press("Enter")
+    note = page.locator(".vbgm-refused").first
+    note.wait_for()
+    assert note.inner_text().startswith("The end must lie between")
     page.screenshot(path=shots / "4-edit.png", full_page=True)
 
     page.get_by_role("button", name="regenerate music").click()
