@@ -64,7 +64,7 @@ class Session:
         import ipywidgets as w  # the app's widgets, only built in a kernel
 
         self.params, self.result, self.spans, self.picked = params, None, [], 0
-        self.folder = paths.ensure_dir(Path(sessions_root) / secrets.token_hex(16))
+        self.folder = Path(sessions_root) / secrets.token_hex(16)  # made on first use
         self.uploads = 0
         videos = sorted(p.name for p in params.videos.iterdir()
                         if p.suffix.lower() in pipeline.MEDIA_SUFFIXES)  # fmt: skip
