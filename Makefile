@@ -49,10 +49,11 @@ bench: $(STAMP) ## benchmarks: every stage against its baseline, results under r
 # tests of [tool.mutmut] in pyproject.toml. mutmut wants the package at the top level, so it
 # runs on a copy in build/mutation (results stay there; a re-run retests only what changed).
 MUTATION_DIR := build/mutation
-MUTANTS ?= videobgm.mix.* videobgm.media.x_mux* videobgm.compose.x_equal_power* \
-	videobgm.compose.x_stitch* videobgm.compose.x__emit* videobgm.compose.x__clip_gain* \
-	videobgm.compose.x__finisher* videobgm.compose.x__crossfade_inside* videobgm.compose_plan.* \
-	videobgm.spectrogram.* videobgm.emotion.* videobgm.separate.*
+MUTANTS ?= videobgm.media.x_mux* $(addprefix videobgm.emotion.x_,segment_labels* viterbi_path* \
+	_extend_neutral* timeline* _checked* _tile* postprocess* _piece* _span* _join* _coalesce* \
+	_absorb* _strength*) $(addprefix videobgm.compose.x_,equal_power* stitch* _emit* _clip_gain* \
+	_finisher* _crossfade_inside*) videobgm.mix.* videobgm.compose_plan.* videobgm.spectrogram.* \
+	videobgm.separate.*
 MUTATION_JOBS ?= 2
 
 mutants: $(STAMP) ## mutation score of the core modules (mutmut; slow: about an hour on 2 cores)
@@ -60,8 +61,8 @@ mutants: $(STAMP) ## mutation score of the core modules (mutmut; slow: about an 
 	rm -rf $(MUTATION_DIR)/videobgm $(MUTATION_DIR)/tests
 	cp -r lib/videobgm tests pyproject.toml $(MUTATION_DIR)/
 	cd $(MUTATION_DIR) && VIDEOBGM_HOME=$(CURDIR) $(TEST_ENV) PYTHONPATH= \
-		nice -n 10 $(abspath $(BIN))/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS) || true
-	$(BIN)/python tests/mutation_score.py $(MUTATION_DIR)/mutants $(MUTANTS)
+		nice -n 10 $(abspath $(BIN))/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MUTANTS),'$(m)') || true
+	$(BIN)/python tests/mutation_score.py $(MUTATION_DIR)/mutants $(foreach m,$(MUTANTS),'$(m)')
 
 sample: $(STAMP) ## rebuild the demo sample in data/samples/ (needs espeak-ng)
 	$(BIN)/python -m videobgm.sample

@@ -147,3 +147,24 @@ def test_where_the_limiter_rests_the_delivered_balance_is_music_db(voice_and_mus
     speech = meter.integrated_loudness((voice * result.voice_gain).astype(np.float64))
     heard = meter.integrated_loudness((music * result.music_gain).astype(np.float64))
     assert heard - speech == pytest.approx(-6.0, abs=0.3)
+
+
+def test_a_short_mix_is_padded_to_the_video_and_a_long_one_cut(tmp_path):
+    """The delivered audio lasts as long as the video whatever the mix's length (silence
+    after a short mix), and the file starts with its index (``+faststart``: plays while it
+    downloads) and keeps the source's metadata."""
+    source = tmp_path / "titled.mp4"
+    plain = _source_video(tmp_path, 2)
+    args = ["-i", str(plain), "-c", "copy", "-metadata", "title=Holiday talk"]
+    media.run_ffmpeg([*args, str(source)], source, "titling the source")
+    duration = media.probe(source).duration_s
+    for seconds in (SECONDS - 1.0, SECONDS + 1.0):
+        wav = media.write_audio(tmp_path / "mix.wav", _stereo_music(seconds, seed=3), RATE)
+        out = media.mux(source, wav, tmp_path / f"out{seconds:g}.mp4")
+        delivered = media.decode_audio(out, RATE)
+        assert abs(len(delivered) / RATE - duration) <= 0.05
+        tail = delivered[int((SECONDS - 0.9) * RATE) :]
+        assert (np.max(np.abs(tail)) < 1e-3) == (seconds < SECONDS)  # padded with silence
+        data = out.read_bytes()
+        assert data.index(b"moov") < data.index(b"mdat")
+        assert "Holiday talk" in media.run_ffmpeg(["-i", str(out), "-f", "null", "-"], out, "x")
