@@ -168,3 +168,15 @@ def test_a_short_mix_is_padded_to_the_video_and_a_long_one_cut(tmp_path):
         data = out.read_bytes()
         assert data.index(b"moov") < data.index(b"mdat")
         assert "Holiday talk" in media.run_ffmpeg(["-i", str(out), "-f", "null", "-"], out, "x")
+
+
+def test_muxing_into_a_file_without_video_is_one_clear_error(tmp_path):
+    audio_only = media.write_audio(tmp_path / "talk.wav", _old_soundtrack(1.0, 1), RATE)
+    wav = media.write_audio(tmp_path / "mix.wav", _stereo_music(1.0, seed=1), RATE)
+    with pytest.raises(media.MediaError) as info:
+        media.mux(audio_only, wav, tmp_path / "out.mp4")
+    assert str(info.value) == f"{audio_only}: has no video stream to mux audio into"
+    assert not list(tmp_path.glob("out*"))
+    with pytest.raises(media.MediaError) as info:
+        media.mux(audio_only, wav, wav)  # the mix itself as the output
+    assert str(info.value) == f"{wav}: output path is the same as an input; refusing to overwrite"
