@@ -159,6 +159,27 @@ def test_extend_tie_goes_to_the_earlier_phrase():
     assert shape(spans) == [(0, 9, "joy"), (9, 14, "sadness")]
 
 
+def test_extend_measures_the_gap_between_phrases_even_under_a_second():
+    # joy 0-5.2, neutral 6-8, sadness 8.3-14: gaps 0.8 s and 0.3 s -> sadness.
+    # Pauses split at 5.6 and 8.15.
+    transcript, scores = phrases(
+        (0, 5.2, "joy", 0.9), (6, 8, "neutral", 0.9), (8.3, 14, "sadness", 0.8), duration_s=14
+    )
+    spans = emotion.timeline(transcript, scores, min_span_s=0, neutral_policy="extend")
+    assert shape(spans) == [(0, 5.6, "joy"), (5.6, 14, "sadness")]
+
+
+def test_extend_counts_overlapping_phrases_as_touching():
+    # neutral 5-10 overlaps joy 0-6 by 1 s and sadness 8-14 by 2 s: both are at distance 0,
+    # a tie, so the earlier (joy) wins. Cuts at the middles of the "pauses": (6+5)/2 = 5.5 and
+    # (10+8)/2 = 9 -> joy 0-9, sadness 9-14.
+    transcript, scores = phrases(
+        (0, 6, "joy", 0.9), (5, 10, "neutral", 0.9), (8, 14, "sadness", 0.8), duration_s=14
+    )
+    spans = emotion.timeline(transcript, scores, min_span_s=0, neutral_policy="extend")
+    assert shape(spans) == [(0, 9, "joy"), (9, 14, "sadness")]
+
+
 def test_extend_with_only_neutral_phrases_stays_calm():
     transcript, scores = phrases((1, 4, "neutral", 0.9), (5, 9, "neutral", 0.9), duration_s=10)
     spans = emotion.timeline(transcript, scores, min_span_s=0, neutral_policy="extend")
