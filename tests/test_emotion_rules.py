@@ -206,3 +206,47 @@ def test_silence_policy_drops_a_short_neutral_span_before_it_becomes_silence():
     spans = [Span(0, 10, "joy", 0.9), Span(10, 12, "neutral", 0.5), Span(12, 30, "sadness", 0.8)]
     out = emotion.postprocess(spans, min_span_s=5, neutral_policy="silence")
     assert shape(out) == [(0, 12, "joy"), (12, 30, "sadness")]
+
+
+# --------------------------------------------------------------------------- 7. the Viterbi path
+
+
+def _row(**probabilities: float) -> np.ndarray:
+    """Seven probabilities: the named ones, the rest sharing what is left equally."""
+    row = np.zeros(len(EMOTION_LABELS))
+    for name, p in probabilities.items():
+        row[LABEL[name]] = p
+    rest = [i for i, name in enumerate(EMOTION_LABELS) if name not in probabilities]
+    row[rest] = (1 - sum(probabilities.values())) / len(rest)
+    return row
+
+
+def test_viterbi_weighs_each_phrase_once_against_the_penalty():
+    # joy 0.6 then sadness 0.9 (the others share the rest: 0.4/6 and 0.1/6).
+    # [joy, sadness] scores log 0.6 + log 0.9 - penalty; [sadness, sadness] log(0.4/6) + log 0.9;
+    # the difference is log(0.6 / (0.4/6)) - penalty = log 9 - penalty = 2.197 - penalty.
+    scores = np.array([_row(joy=0.6), _row(sadness=0.9)])
+    assert list(emotion.viterbi_path(scores, 2.0)) == [LABEL["joy"], LABEL["sadness"]]
+    assert list(emotion.viterbi_path(scores, 3.0)) == [LABEL["sadness"]] * 2
+
+
+def test_viterbi_tie_resolves_like_argmax_to_the_lowest_index():
+    # phrase 1: anger and disgust tie at 0.4; phrase 2: disgust. Zero penalty: the argmax,
+    # whose tie goes to the lowest index (anger)
+    scores = np.array([_row(anger=0.4, disgust=0.4), _row(disgust=0.7)])
+    assert list(emotion.viterbi_path(scores, 0.0)) == [LABEL["anger"], LABEL["disgust"]]
+
+
+def test_viterbi_stays_exact_over_a_long_talk():
+    rng = np.random.default_rng(11)
+    scores = rng.dirichlet(np.ones(7), size=400)  # about an hour of phrases
+    np.testing.assert_array_equal(emotion.viterbi_path(scores, 0.0), scores.argmax(axis=1))
+
+
+def test_viterbi_survives_zero_probabilities():
+    # a phrase with no probability anywhere (all zeros) must not poison the path: with the
+    # floor it is uniform, so sadness on both sides carries through it
+    scores = np.array([_row(sadness=0.9), np.zeros(7), _row(sadness=0.9)])
+    assert list(emotion.viterbi_path(scores, 1.0)) == [LABEL["sadness"]] * 3
+    empty = emotion.viterbi_path(np.zeros((0, 7)), 1.0)
+    assert empty.shape == (0,) and empty.dtype.kind == "i"  # usable as an index
