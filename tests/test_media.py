@@ -118,7 +118,7 @@ def test_mux_failure_leaves_no_output(tmp_path, make_video):
     video = make_video(1.0)
     not_audio = tmp_path / "not.wav"
     not_audio.write_text("garbage" * 100)
-    with pytest.raises(MediaError):
+    with pytest.raises(MediaError, match=r"out.mp4: muxing failed \("):
         media.mux(video, not_audio, tmp_path / "out.mp4")
     assert not any(p.name.startswith(("out", ".out")) for p in tmp_path.iterdir())
 
