@@ -56,7 +56,7 @@ MUTANTS ?= videobgm.media.x_mux* $(addprefix videobgm.emotion.x_,segment_labels*
 	videobgm.separate.*
 MUTATION_JOBS ?= 2
 
-mutants: $(STAMP) ## mutation score of the core modules (mutmut; slow: about an hour on 2 cores)
+mutants: $(STAMP) ## mutation score of the core modules (mutmut; slow: hours on 2 shared cores)
 	mkdir -p $(MUTATION_DIR)
 	rm -rf $(MUTATION_DIR)/videobgm $(MUTATION_DIR)/tests
 	cp -r lib/videobgm tests pyproject.toml $(MUTATION_DIR)/
