@@ -13,7 +13,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 TEST_ENV := VIDEOBGM_PROFILE=tiny HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_WAIT_POLICY=PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint format demo reports eval bench sample app clean
+.PHONY: help setup test lint format demo reports eval bench sample app clean mutants
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -52,6 +52,25 @@ bench: $(STAMP) ## benchmarks: every stage against its baseline, results under r
 
 app: $(STAMP) ## serve the studio as a web app on http://127.0.0.1:8866 (APP_ARGS="--videos DIR --port N --host ADDR")
 	$(BIN)/videobgm app --profile $(PROFILE) $(APP_ARGS)
+
+# Mutation testing: the core functions, mutated one small change at a time, against the fast
+# tests of [tool.mutmut] in pyproject.toml. mutmut wants the package at the top level, so it
+# runs on a copy in build/mutation (results stay there; a re-run retests only what changed).
+MUTATION_DIR := build/mutation
+MUTANTS ?= videobgm.media.x_mux* $(addprefix videobgm.emotion.x_,segment_labels* viterbi_path* \
+	_extend_neutral* timeline* _checked* _tile* postprocess* _piece* _span* _join* _coalesce* \
+	_absorb* _strength*) $(addprefix videobgm.compose.x_,equal_power* stitch* _emit* _clip_gain* \
+	_finisher* _crossfade_inside*) videobgm.mix.* videobgm.compose_plan.* videobgm.spectrogram.* \
+	videobgm.separate.*
+MUTATION_JOBS ?= 2
+
+mutants: $(STAMP) ## mutation score of the core modules (mutmut; slow: hours on 2 shared cores)
+	mkdir -p $(MUTATION_DIR)
+	rm -rf $(MUTATION_DIR)/videobgm $(MUTATION_DIR)/tests
+	cp -r lib/videobgm tests pyproject.toml $(MUTATION_DIR)/
+	cd $(MUTATION_DIR) && VIDEOBGM_HOME=$(CURDIR) $(TEST_ENV) PYTHONPATH= \
+		nice -n 10 $(abspath $(BIN))/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MUTANTS),'$(m)') || true
+	$(BIN)/python tests/mutation_score.py $(MUTATION_DIR)/mutants $(foreach m,$(MUTANTS),'$(m)')
 
 sample: $(STAMP) ## rebuild the demo sample in data/samples/ (needs espeak-ng)
 	$(BIN)/python -m videobgm.sample

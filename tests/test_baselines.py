@@ -32,9 +32,15 @@ def test_naive_image_matches_ours():
 
 def test_inverse_mel_is_torchaudios_sgd():
     """SGD with momentum on sum-over-bands, mean-over-frames squared error, clamped at zero."""
+    import librosa
+
     mel = torch.rand(2, TOY.num_frequencies, 5) * 10
     ours = baselines.riffusion_inverse_mel(mel, TOY, max_iter=7, generator=torch.manual_seed(3))
-    fb = sp.mel_filterbank(TOY).astype(np.float64)
+    # the filterbank torchaudio's InverseMelScale uses (HTK, unnormalised), from librosa
+    fb = librosa.filters.mel(
+        sr=TOY.sample_rate, n_fft=TOY.n_fft, n_mels=TOY.num_frequencies, fmin=TOY.min_frequency,
+        fmax=TOY.max_frequency, htk=True, norm=None, dtype=np.float64,
+    ).T  # fmt: skip
     x = torch.rand(2, 5, fb.shape[0], generator=torch.manual_seed(3)).double().numpy()
     target = mel.transpose(1, 2).double().numpy()
     velocity = np.zeros_like(x)

@@ -91,6 +91,8 @@ def test_mux_copies_video_bit_for_bit(sample_video, tmp_path):
     assert media.packet_md5s(out) == media.packet_md5s(sample_video)
     assert abs(media.probe(out).duration_s - info.duration_s) <= 0.05
     assert media.probe(out).audio_codec == "aac"
+    # the sample's own soundtrack (speech and music) is gone: the new audio is silence
+    assert np.max(np.abs(media.decode_audio(out))) < 1e-3
 
 
 def test_mux_webm_uses_opus(tmp_path, make_video):
@@ -100,6 +102,7 @@ def test_mux_webm_uses_opus(tmp_path, make_video):
     wav = media.write_audio(tmp_path / "a.wav", np.zeros(44100, np.float32), 44100)
     out = media.mux(webm, wav, tmp_path / "out.webm")
     assert media.probe(out).audio_codec == "opus"
+    assert np.max(np.abs(media.decode_audio(out))) < 1e-3  # the silent mix, nothing else
     assert media.packet_md5s(out) == media.packet_md5s(webm)
 
 
@@ -115,7 +118,7 @@ def test_mux_failure_leaves_no_output(tmp_path, make_video):
     video = make_video(1.0)
     not_audio = tmp_path / "not.wav"
     not_audio.write_text("garbage" * 100)
-    with pytest.raises(MediaError):
+    with pytest.raises(MediaError, match=r"out.mp4: muxing failed \("):
         media.mux(video, not_audio, tmp_path / "out.mp4")
     assert not any(p.name.startswith(("out", ".out")) for p in tmp_path.iterdir())
 

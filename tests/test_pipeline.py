@@ -46,6 +46,9 @@ def test_mix_loudness_and_true_peak(story_run):
     assert mix.true_peak(mixed, floor_db=-60) <= -1.0
     delivered = media.decode_audio(result.outputs[0], 44100, mono=False)  # after AAC
     assert abs(mix.loudness(delivered, 44100) - (-14.0)) <= 0.5
+    # what is delivered is this mix (AAC keeps the waveform of speech and music closely)
+    n = min(delivered.shape[1], mixed.shape[1])
+    assert np.corrcoef(delivered[0, :n], mixed[0, :n])[0, 1] > 0.95
 
 
 def test_artefacts_are_all_there(story_run):
@@ -118,6 +121,10 @@ def test_video_without_audio_gets_calm_music(tmp_path):
     info = media.probe(result.outputs[0])
     assert info.has_audio and abs(info.duration_s - 3.0) <= 0.05
     assert np.max(np.abs(media.decode_audio(result.outputs[0]))) > 0.01
+    # calm: the whole track was planned from the neutral emotion's music
+    plan = json.loads(result.plans[0].read_text())
+    assert {k["emotion"] for k in plan["keyframes"]} == {"neutral"}
+    assert [s["emotion"] for s in plan["timeline"]] == ["neutral"]
 
 
 def test_audio_only_input_gives_audio_output(tmp_path):

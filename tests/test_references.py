@@ -1,0 +1,116 @@
+"""The formats and closed forms the code promises, checked against references that do not come
+from the code under test: librosa's HTK mel filterbank (so the mel scale is checked on every
+clone, without ``../shared``) and the equal-power crossfade's defining property, on the
+stitched track itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from videobgm import compose, compose_plan
+from videobgm import spectrogram as sp
+
+RATE = 44100
+
+
+# --------------------------------------------------------------------------- the mel filterbank
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        sp.SpectrogramParams(),  # riffusion's: 512 HTK bands 0-10 kHz on a 400 ms FFT
+        sp.SpectrogramParams(sample_rate=8000, num_frequencies=16, max_frequency=4000,
+                             window_duration_ms=32, padded_duration_ms=64),
+        sp.SpectrogramParams(min_frequency=300, max_frequency=8000, num_frequencies=64),
+    ],
+)  # fmt: skip
+def test_mel_filterbank_is_librosas_htk_filterbank_without_normalisation(params):
+    import librosa
+
+    reference = librosa.filters.mel(
+        sr=params.sample_rate, n_fft=params.n_fft, n_mels=params.num_frequencies,
+        fmin=params.min_frequency, fmax=params.max_frequency, htk=True, norm=None,
+        dtype=np.float64,
+    ).T  # fmt: skip
+    ours = sp.mel_filterbank(params)
+    assert ours.shape == reference.shape == (params.n_fft // 2 + 1, params.num_frequencies)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_the_mel_bands_peak_at_the_htk_mel_scale():
+    """Band k peaks at the FFT bin nearest the HTK mel scale's k-th point (2595 log10(1 + f/700)),
+    computed here from the formula, and the first band starts at 0 Hz."""
+    params = sp.SpectrogramParams()
+    fb = sp.mel_filterbank(params)
+    top = 2595 * np.log10(1 + params.max_frequency / 700)
+    centres_hz = 700 * (10 ** (np.linspace(0, top, params.num_frequencies + 2)[1:-1] / 2595) - 1)
+    bin_hz = params.sample_rate / params.n_fft
+    peaks = fb.argmax(axis=0)
+    # the peak is one of the two bins either side of the centre
+    assert np.all(np.abs(peaks * bin_hz - centres_hz) <= bin_hz)
+    assert np.all(fb.max(axis=0) > 0.5)  # no band falls between bins and vanishes
+    assert fb[0, 0] == 0 and np.all(fb[params.max_frequency * params.n_fft // RATE + 2 :] == 0)
+
+
+# --------------------------------------------------------------------------- crossfades
+
+
+def test_equal_power_fades_sum_to_unit_power_and_mirror_each_other():
+    for length in (2, 7, 441, 22050):
+        fade_in, fade_out = compose.equal_power(length)
+        assert fade_in.shape == fade_out.shape == (length,)
+        np.testing.assert_allclose(fade_in**2 + fade_out**2, 1.0, atol=1e-6)
+        np.testing.assert_allclose(fade_in, fade_out[::-1], atol=1e-6)
+        assert np.all(np.diff(fade_in) >= 0) and 0 <= fade_in[0] < 0.5 < fade_in[-1] <= 1
+    # one sample: the midpoint, half the power each
+    np.testing.assert_allclose(compose.equal_power(1), [[0.5**0.5], [0.5**0.5]], atol=1e-6)
+
+
+def _two_clip_plan(clip_samples: int, overlap: int) -> compose_plan.Plan:
+    """Two clips overlapping by ``overlap`` samples, the track exactly as long as both."""
+    first = compose_plan.PlannedClip(0, None, None, 0.0, fade_in=0, fade_out=overlap)
+    second = compose_plan.PlannedClip(clip_samples - overlap, None, None, 0.0, overlap, 0)
+    return compose_plan.Plan(
+        backend="procedural", samples=2 * clip_samples - overlap, seed=0, keyframes=(),
+        clips=(first, second), timeline=(), clip_samples=clip_samples, fade_in_s=0.0,
+        fade_out_s=0.0,
+    )  # fmt: skip
+
+
+def _window_power_db(x: np.ndarray, window: int) -> np.ndarray:
+    frames = x[: len(x) // window * window].reshape(-1, window).astype(np.float64)
+    return 10 * np.log10(np.mean(frames**2, axis=1))
+
+
+def test_a_crossfade_between_two_noises_keeps_the_loudness_flat():
+    """Two independent noises of equal power, crossfaded: equal power means no dip. A linear
+    crossfade would dip by 3 dB in the middle (0.5^2 + 0.5^2 = 0.5)."""
+    clip, overlap, window = RATE, RATE // 2, RATE // 40  # 1 s clips, 0.5 s crossfade, 25 ms
+    rng = np.random.default_rng(7)
+    a, b = (0.1 * rng.standard_normal((2, clip))).astype(np.float32)  # below the limiter's knee
+    track = compose.stitch(_two_clip_plan(clip, overlap), [a, b])
+    assert len(track) == 2 * clip - overlap
+    levels = _window_power_db(track, window)
+    expected = 10 * np.log10(0.01)  # the noises' power
+    # 25 ms of noise: the measured power wanders by about 0.15 dB (1 sigma); 4 sigmas allowed
+    assert np.max(np.abs(levels - expected)) < 0.6
+    middle = (clip - overlap // 2) // window
+    assert np.mean(levels[middle - 2 : middle + 3]) == pytest.approx(expected, abs=0.3)
+
+
+def test_a_crossfade_hands_a_constant_over_exactly():
+    """Stitching is linear below the limiter's knee: feeding ones then zeros (and zeros then
+    ones) reads the two gains off the track; their squares sum to 1 across the overlap, each
+    clip is untouched outside it, and the fade-in rises where the fade-out falls."""
+    clip, overlap = 4410, 1000
+    plan = _two_clip_plan(clip, overlap)
+    ones, zeros = np.full(clip, 0.4, np.float32), np.zeros(clip, np.float32)
+    out_gain = compose.stitch(plan, [ones, zeros]) / 0.4
+    in_gain = compose.stitch(plan, [zeros, ones]) / 0.4
+    shared = slice(clip - overlap, clip)
+    np.testing.assert_allclose(out_gain[shared] ** 2 + in_gain[shared] ** 2, 1.0, atol=1e-5)
+    np.testing.assert_allclose(out_gain[: clip - overlap], 1.0, atol=1e-6)
+    np.testing.assert_allclose(in_gain[clip:], 1.0, atol=1e-6)
+    assert np.all(np.diff(in_gain[shared]) > 0) and np.all(np.diff(out_gain[shared]) < 0)
