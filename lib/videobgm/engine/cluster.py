@@ -110,7 +110,8 @@ def plan(
     for step in MODEL_STEPS:
         gpus = shares[step] if gpus_total else 0.0
         room = gpus_total / gpus if gpus else cpus_total / ACTOR_CPUS / len(MODEL_STEPS)
-        steps.append(StepPlan(step, STEPS[step], gpus, ACTOR_CPUS, max(1, min(videos, int(room)))))
+        actors = max(1, min(videos, int(room + 1e-9)))  # 1e-9: 4 / 0.4 is 10 actors, not 9
+        steps.append(StepPlan(step, STEPS[step], gpus, ACTOR_CPUS, actors))
     steps.append(StepPlan("finish", STEPS["finish"], 0.0, FINISH_CPUS, 0))
     return steps
 
