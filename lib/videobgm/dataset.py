@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videobgm import models, paths
+from videobgm import engine, models, paths
 from videobgm.dataset_catalogue import SYNTHETIC, Track, read_catalogue, synthetic_catalogue
 from videobgm.dataset_clips import (
     SHARDS,
@@ -277,16 +277,22 @@ def curate(
     fetch: FetchParams | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    ray: bool = False,
+    address: str | None = None,
 ) -> CurateResult:
     """Make (or complete) the dataset of ``source`` in ``out`` (default
     ``data/processed/spectro-caption``) with ``workers`` processes (default: the usable
-    cores). Returns the run's counts; raises InputError for a bad source or folder, when no
+    cores), or with ``ray`` as tasks on the Ray cluster at ``address`` (see
+    :func:`videobgm.engine.connect`; the same files, byte for byte). Returns the run's
+    counts; raises InputError for a bad source or folder, when no
     track has a wanted mood, or when not a single clip could be made."""
     from videobgm import dataset_card
 
     began = time.perf_counter()
     params, fetch = params or CurateParams(), fetch or FetchParams()
     out = Path(out) if out is not None else paths.processed() / DEFAULT_NAME
+    if ray:
+        workers = int(engine.connect(address).get("CPU", 1))  # the cluster's cores
     workers = default_workers() if workers is None else workers
     _check_int("workers", workers, 1)
     prepare_folder(out, overwrite)
@@ -298,7 +304,7 @@ def curate(
         )
     jobs = [make_job(s, out, params, fetch) for s in selection]
     todo = [job for job in jobs if not is_done(job)]
-    written = run_jobs(todo, workers, progress)
+    written = run_jobs(todo, workers, progress, ray)
     summary = dataset_card.finish(out, catalogue, selection, jobs, params)
     return CurateResult(
         out=out,
@@ -344,14 +350,18 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core: threads would only contend
 
 
-def run_jobs(jobs: Sequence[TrackJob], workers: int, progress: bool = True) -> int:
+def run_jobs(
+    jobs: Sequence[TrackJob], workers: int, progress: bool = True, ray: bool = False
+) -> int:
     """Process ``jobs`` (in this process when ``workers`` is 1, else in spawned worker
-    processes, at most two jobs queued per worker); return the number of images written."""
+    processes, at most two jobs queued per worker; with ``ray``, as tasks on the connected Ray
+    cluster); return the number of images written."""
     from tqdm.auto import tqdm
 
     written = 0
     with tqdm(total=len(jobs), unit="track", desc="curate", disable=not progress) as bar:
-        for record in _records(jobs, workers):
+        records = engine.map_unordered(process_track, jobs) if ray else _records(jobs, workers)
+        for record in records:
             written += len(record["rows"])
             bar.set_postfix(clips=written, refresh=False)
             bar.update()
@@ -457,6 +467,7 @@ def add_cli(subparsers) -> None:
     add("--overwrite", action="store_true", help="remove an earlier run's files in --out first")
     add("--push-to-hub", metavar="REPO_ID", default=None, help="upload (private; $HF_TOKEN)")
     add("--quiet", action="store_true", help="no progress bar")
+    engine.add_options(add)
     parser.set_defaults(func=_cli_curate)
 
 
@@ -476,7 +487,8 @@ def _cli_curate(args) -> int:
     fetch = FetchParams(timeout_s=args.timeout_s, retries=args.retries)
     result = curate(
         args.source, args.out, params, workers=args.workers, fetch=fetch,
-        progress=not args.quiet, overwrite=args.overwrite,
+        progress=not args.quiet, overwrite=args.overwrite, ray=args.engine == "ray",
+        address=args.address,
     )  # fmt: skip
     print(
         f"{result.out}: {result.clips} clips from {result.selected - result.short - result.failed}"

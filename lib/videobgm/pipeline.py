@@ -30,7 +30,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ CLIP_S = 5.12  # s of music per riffusion clip
 RANKING_FILE = "ranking.json"  # per-variant fit scores, best first (with ``rank``)
 REENCODES = 2  # at most this many extra mix-and-encode passes to hold the delivered true peak
 PEAK_MARGIN_DB = 0.1  # dB the ceiling is lowered beyond the measured overshoot
+# The stages in the order a run visits them (``rank`` only with ``rank=True``).
+STAGES = ("vad", "transcribe", "timeline", "separate", "compose", "rank", "mix", "deliver",
+          "report")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,27 @@ class _Stages:
         self.records = json.loads(self.log_path.read_text()) if self.log_path.exists() else {}
         self.status: dict[str, str] = {}
         self.progress = progress
+        self.only: frozenset[str] | None = None  # run only these stages (``run_stages``)
+
+    def _outside(self, name: str, reusable: bool) -> bool:
+        """With ``only``: True for a stage before the stretch (it must be reusable); the end
+        of the stretch is signalled by :class:`_StretchDone`."""
+        if self.only is None or name in self.only:
+            return False
+        if self.only & set(self.status):
+            raise _StretchDone
+        if not reusable:
+            raise InputError(
+                f"{self.folder}: stage {name} has not run yet, so {', '.join(sorted(self.only))}"
+                " cannot run; run the stages in order"
+            )
+        return True
 
     def run(self, name: str, key: str, outputs: list[Path], work: Callable[[], None]) -> str:
         """Run ``work`` unless the stage's key and outputs are unchanged; return its key."""
         record = self.records.get(name, {})
-        if record.get("key") == key and all(p.exists() for p in outputs):
+        reusable = record.get("key") == key and all(p.exists() for p in outputs)
+        if self._outside(name, reusable) or reusable:
             self.status[name] = "reused"
             self._say(f"{name:10} reused")
             return key
@@ -181,6 +200,10 @@ class _Stages:
     def _say(self, line: str) -> None:
         if self.progress:
             print(f"videobgm: {line}", file=sys.stderr, flush=True)
+
+
+class _StretchDone(Exception):
+    """``run_stages`` reached the first stage after the ones it was asked for."""
 
 
 def _key(*parts: Any) -> str:
@@ -216,6 +239,38 @@ def run(
     time); ``keep_models`` keeps them loaded for the life of the process (for measurements).
     Returns a :class:`Result` naming every artefact.
     """
+    job, outputs = _prepare(video_path, out_path, run_dir, progress, keep_models, params)
+    return job.execute(outputs)
+
+
+def run_stages(
+    video_path: str | os.PathLike[str],
+    names: Collection[str],
+    out_path: str | os.PathLike[str] | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    keep_models: bool = False,
+    **params: Any,
+) -> dict[str, str]:
+    """Only the stages ``names`` of :func:`run` (a contiguous stretch of :data:`STAGES`), for an
+    engine that runs a video's stages in different processes (``videobgm.engine``). The stages
+    before them must have run in this run folder (they are reused; else one InputError
+    sentence); the stages after them are left for a later call. Arguments as :func:`run`'s.
+    Returns ``{stage: "ran" | "reused"}`` for the stages visited."""
+    unknown = set(names) - set(STAGES)
+    if unknown:
+        raise InputError(f"unknown stage {sorted(unknown)[0]!r}; the stages are {STAGES}")
+    job, outputs = _prepare(video_path, out_path, run_dir, progress, keep_models, params)
+    job.stages.only = frozenset(names)
+    try:
+        job.execute(outputs)
+    except _StretchDone:
+        pass
+    return dict(job.stages.status)
+
+
+def _prepare(video_path, out_path, run_dir, progress, keep_models, params) -> tuple:
+    """The checked settings, the run folder and the outputs of a run: ``(_Job, outputs)``."""
     unknown = set(params) - {f.name for f in dataclasses.fields(RunParams)}
     if unknown:
         raise InputError(f"unknown parameter {sorted(unknown)[0]!r} for videobgm.pipeline.run")
@@ -235,8 +290,7 @@ def run(
         else paths.runs() / f"{source.stem}-{_key(input_hash, profile)[:8]}"
     )
     stages = _Stages(folder, progress, release=not keep_models)
-    job = _Job(source, info, settings, profile, input_hash, folder, stages)
-    return job.execute(outputs)
+    return _Job(source, info, settings, profile, input_hash, folder, stages), outputs
 
 
 def _output_paths(source: Path, out_path, has_video: bool, variants: int) -> list[Path]:
@@ -732,12 +786,24 @@ def add_cli(subparsers) -> None:
         "scores go to the run folder's ranking.json and report")  # fmt: skip
     add("--run-dir", help="run folder (default runs/<name>-<hash>/; for a folder: their parent)")
     add("-q", "--quiet", action="store_true", help="no progress lines")
+    add("--engine", choices=("local", "ray"), default="local",
+        help="local (this process, the default) or ray (a folder's videos on a Ray cluster; "
+        "`pip install videobgm[ray]`; the outputs are the local run's)")  # fmt: skip
+    add("--address", help="with --engine ray: auto (the cluster `ray start` made), "
+        "ray://HOST:10001, or none: $RAY_ADDRESS, else a new Ray on this machine")  # fmt: skip
+    add("--gpus-per-stage", metavar="STAGE=SHARE,...",
+        help="with --engine ray: GPU share per actor, e.g. transcribe=0.3,generate=0.5 "
+        "(stages transcribe, classify, separate, generate; default: from the profile)")  # fmt: skip
     parser.set_defaults(func=_cli_run)
 
 
 def _cli_run(args) -> int:
     fields = {f.name for f in dataclasses.fields(RunParams)}
     params = {k: v for k, v in vars(args).items() if k in fields}
+    if args.engine == "ray":
+        from videobgm import engine  # deferred: the engine imports this module
+
+        return engine.cli_run(args, params)
     target = Path(args.input)
     if target.is_dir():
         results, failures = run_folder(
