@@ -16,9 +16,13 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from videobgm import cli, compose, compose_plan, synth, synth_instruments
-from videobgm.compose_plan import SILENCE
+from videobgm import cli
+from videobgm.compose import plan as compose_plan
+from videobgm.compose import renderer as compose
+from videobgm.compose.plan import SILENCE
 from videobgm.errors import InputError
+from videobgm.synth import arrange as synth
+from videobgm.synth import instruments as synth_instruments
 
 RATE = 44100
 CLIP = synth.clip_samples()

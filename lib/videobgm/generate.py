@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import models, synth
 from videobgm.errors import InputError, VideobgmError
+from videobgm.models import profiles as models
+from videobgm.synth import arrange as synth
 
 DEFAULT_STEPS = 20  # DPM-Solver++ steps (riffusion and the original project: 50 PNDM steps)
 DEFAULT_BATCH = 4  # clips per denoising batch (CUDA; 1 on the CPU)
@@ -533,7 +534,7 @@ def seed_image(emotion: str, seed: int = 0, variation: int = 0) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _seed_image(emotion: str, seed: int, variation: int) -> Any:
-    from videobgm import spectrogram
+    from videobgm.spectrogram import codec as spectrogram
 
     image = spectrogram.image_from_audio(synth.clip(emotion, seed, variation))
     # The codec makes 1 + samples // hop columns (513 for a whole clip); the model works on
@@ -552,7 +553,7 @@ def images_to_audio(
     at a time was the fastest and memory stays bounded for any number of clips)."""
     from tqdm.auto import tqdm
 
-    from videobgm import spectrogram
+    from videobgm.spectrogram import codec as spectrogram
 
     device = device or models.default_device()
     if batch_size is None:

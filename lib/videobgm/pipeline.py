@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import media, models, paths
+from videobgm import media, paths
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 
 SAMPLE_RATE = 44100  # Hz; the pipeline's working rate (riffusion's)
 MIN_DURATION_S = 1.0  # shorter inputs are refused
@@ -90,7 +91,7 @@ class RunParams:
             raise InputError(f"variants must be a whole number, not {self.variants!r}")
         if not 1 <= self.variants <= 16:
             raise InputError(f"variants must be between 1 and 16, not {self.variants}")
-        from videobgm.emotion import TimelineParams
+        from videobgm.emotion.classifier import TimelineParams
         from videobgm.mix import MixParams
 
         self.timeline_params(TimelineParams)  # each raises InputError on a bad value
@@ -104,7 +105,7 @@ class RunParams:
         )
 
     def timeline_params(self, cls: Any = None) -> Any:
-        from videobgm.emotion import TimelineParams
+        from videobgm.emotion.classifier import TimelineParams
 
         return (cls or TimelineParams)(
             min_confidence=self.min_confidence, min_span_s=self.min_span_s,
@@ -320,7 +321,7 @@ class _Job:
         return self.stages.run("transcribe", key, [out], work)
 
     def analyse(self, transcript_key: str, speech_key: str) -> str:
-        from videobgm import timeline_io
+        from videobgm.emotion import io as timeline_io
 
         edited = self._edited_timeline()
         base = self.folder / "timeline"
@@ -356,7 +357,8 @@ class _Job:
         return None
 
     def _spans(self, edited: Path | None):
-        from videobgm import emotion, timeline_io
+        from videobgm.emotion import classifier as emotion
+        from videobgm.emotion import io as timeline_io
         from videobgm.transcribe import load_transcript, split_sentences
 
         transcript = _snapped(split_sentences(load_transcript(self.folder / "transcript.json")),
@@ -387,7 +389,8 @@ class _Job:
         return self.stages.run("separate", key, [out], work)
 
     def compose(self, timeline_key: str) -> str:
-        from videobgm import compose, prompts
+        from videobgm import prompts
+        from videobgm.compose import renderer as compose
 
         s = self.settings
         bgm = self._variant_paths("bgm", ".wav")
@@ -398,7 +401,7 @@ class _Job:
                    self.info.duration_s)  # fmt: skip
 
         def work() -> None:
-            from videobgm import timeline_io
+            from videobgm.emotion import io as timeline_io
 
             spans = timeline_io.load_timeline(self.folder / "timeline.json")
             compose.compose_to_files(  # stitched and written block by block
@@ -431,7 +434,8 @@ class _Job:
         key = _key("rank", compose_key, self.profile.clap, self.profile.clap_revision)
 
         def work() -> None:
-            from videobgm import evaluate, timeline_io
+            from videobgm import evaluate
+            from videobgm.emotion import io as timeline_io
 
             spans = timeline_io.load_timeline(self.folder / "timeline.json")
             clap = evaluate.load_clap(self.profile, self.device)

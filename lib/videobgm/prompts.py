@@ -24,7 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from videobgm.errors import InputError
-from videobgm.models import EMOTION_LABELS
+from videobgm.models.profiles import EMOTION_LABELS
 
 EMOTIONS = EMOTION_LABELS  # the classifier's labels, in its order
 DATASET_MOODS = ("angry", "fear", "funny", "happy", "quirky", "sad", "weird")  # LoRA captions

@@ -172,7 +172,7 @@ def _rms(x: np.ndarray) -> float:
 
 def _background(voice: np.ndarray, seed: int = 7) -> np.ndarray:
     """Quiet procedural music plus a low noise floor, levelled against the voice."""
-    from videobgm import synth
+    from videobgm.synth import arrange as synth
 
     seconds = len(voice) / SAMPLE_RATE
     music = synth.render("neutral", seconds, seed=seed, sample_rate=SAMPLE_RATE)[: len(voice)]
@@ -330,7 +330,7 @@ def _long_soundtrack(path: Path, voice: np.ndarray, n_samples: int) -> Path:
     repetition at a time (16-bit WAV)."""
     import soundfile as sf
 
-    from videobgm import synth
+    from videobgm.synth import arrange as synth
 
     loop = np.asarray(synth.clip("neutral", seed=7), dtype=np.float32)
     speech_rms = _rms(voice[np.abs(voice) > 0.01])

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import models, paths
+from videobgm import paths
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 
 SEPARATORS = ("spectral", "demucs", "none")
 TINY_DEMUCS_NAME = "tiny_htdemucs"  # bag name inside the local demucs repository
@@ -375,7 +376,7 @@ def _demucs_stream(
     params: DemucsParams | None = None,
 ) -> Iterator[np.ndarray]:  # fmt: skip
     """Demucs' voice of a stream of blocks, one window at a time (see :func:`_windowed`)."""
-    from videobgm.models import default_device
+    from videobgm.models.profiles import default_device
 
     params = params or DemucsParams()
     device = device or default_device()
@@ -429,7 +430,7 @@ def load_demucs(model: str = "htdemucs", device: str = "cpu") -> Any:
     tiny repo. Held until :func:`videobgm.models.release_models`."""
     from demucs.pretrained import get_model
 
-    from videobgm.models import ModelUnavailableError
+    from videobgm.models.profiles import ModelUnavailableError
 
     try:
         if model in ("tiny", "tiny:demucs"):

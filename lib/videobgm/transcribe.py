@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from videobgm import media, models
+from videobgm import media
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.paths import atomic_output
 
 log = logging.getLogger(__name__)

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from videobgm import spectrogram as spec
-from videobgm import spectrogram_dsp as dsp
-from videobgm.spectrogram import SpectrogramParams
+from videobgm.spectrogram import codec as spec
+from videobgm.spectrogram import dsp
+from videobgm.spectrogram.codec import SpectrogramParams
 
 RIFFUSION_MEL_ITERATIONS = 200  # SpectrogramParams.max_mel_iters
 RIFFUSION_GL_ITERATIONS = 32  # SpectrogramParams.num_griffin_lim_iters
@@ -215,7 +215,7 @@ def original_compose(
     crossfade; neutral (and silence) stretches silent for their length. ``render`` maps each
     clip to what is played (default: itself). Returns the audio (not the timeline's length, as
     in the original) and the sample of every join."""
-    from videobgm import synth
+    from videobgm.synth import arrange as synth
 
     pieces, joins, position = [], [], 0
     for index, span in enumerate(timeline):

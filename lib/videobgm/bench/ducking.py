@@ -53,7 +53,8 @@ def dialogue_turns() -> tuple[tuple[float, float], ...]:
 def noisy_scene(noise_dbfs: float, seed: int = 0, emotion: str = "joy") -> Scene:
     """The dialogue over a chord bed at :data:`BED_DBFS` and noise at ``noise_dbfs`` (RMS);
     its voice isolated; new ``emotion`` music as long as it."""
-    from videobgm import media, paths, separate, synth
+    from videobgm import media, paths, separate
+    from videobgm.synth import arrange as synth
 
     speech = media.decode_audio(paths.samples() / "dialogue.flac", RATE)
     seconds = len(speech) / RATE

@@ -39,7 +39,8 @@ def bench_generation(
     """Tiny model: seconds per clip, ours against the original way, on ``device``; then, with
     ``full_size``, the SD 1.5 architecture's step and VAE times on the CPU and the projected
     full-size clip (with ``full``: a warm-up and two timed steps, and batch 4 too)."""
-    from videobgm import generate, models
+    from videobgm import generate
+    from videobgm.models import profiles as models
 
     device = device or models.default_device()
     riff = generate.riffusion_from_refs(models.TINY.diffusion, models.TINY.lora, device)
@@ -69,7 +70,8 @@ def bench_generation(
 def original_time(riff, requests, steps: int, repeats: int) -> float:
     """Median seconds of the original way for ``requests`` with ``riff``'s pipeline, on the
     same CPU threads as ours."""
-    from videobgm import baselines, models
+    from videobgm.bench import baselines
+    from videobgm.models import profiles as models
 
     with models.model_threads(riff.ref, str(riff.device)):  # the same threads as ours
         return median_time(lambda: baselines.original_generate(riff.pipe, requests, steps),
@@ -126,7 +128,7 @@ def full_size_projection(
     ways. ``sizes`` (:class:`videobgm.bench_models.DiffusionSizes`) replaces SD 1.5's."""
     import torch
 
-    from videobgm import bench_models
+    from videobgm.models import full as bench_models
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     pipe = bench_models.diffusion_pipeline(sizes).to(device, dtype)

@@ -41,8 +41,9 @@ def bench_gpu(
     PNDM steps, one clip per call), the top kernels of one batch, and (``minutes``) a whole
     video at the fewest ``steps`` with ``profile`` (default ``bench``) on ``device`` (default
     ``cuda``; the tiny profile on a CPU exercises the code in tests)."""
-    from videobgm import generate, models
+    from videobgm import generate
     from videobgm.bench.generation import clip_requests, original_time
+    from videobgm.models import profiles as models
 
     device = device or "cuda"
     reason = cuda_missing(device)
@@ -110,7 +111,8 @@ def _end_to_end(profile, device: str, minutes: float, steps: int) -> list[dict]:
 
     import torch
 
-    from videobgm import bench_models, pipeline, sample
+    from videobgm import pipeline, sample
+    from videobgm.models import full as bench_models
 
     video = sample.long_video(60 * minutes, size=(320, 180), fps=15)
     timeline = video.with_name(f"{video.stem}.timeline.json")

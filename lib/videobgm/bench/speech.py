@@ -37,7 +37,10 @@ def bench_transcription(
     ``full``), ours (``profile``, default the bench profile) against the baseline (Whisper
     ``baseline`` dimensions, or ``baseline_dims``, random weights, in memory); a minute or
     more per run on a CPU, so ``repeats // 5`` runs each (at least one)."""
-    from videobgm import baselines, bench_models, models, transcribe
+    from videobgm import transcribe
+    from videobgm.bench import baselines
+    from videobgm.models import full as bench_models
+    from videobgm.models import profiles as models
 
     device = device or models.default_device()
     profile = profile or models.BENCH

@@ -52,7 +52,8 @@ def mux_times(video: Path, repeats: int = 3) -> dict:
     """Seconds to mux a new soundtrack into ``video`` (median of ``repeats``) and to re-encode
     it moviepy's way (median of ``repeats // 3``), and the share of video packets each output
     keeps bit for bit. Memoised per video (the end-to-end projection reuses it)."""
-    from videobgm import baselines, media
+    from videobgm import media
+    from videobgm.bench import baselines
 
     key = str(video)
     if key in _MUX:

@@ -44,7 +44,8 @@ def bench_separation(
     """SI-SDR of every method on every (emotion, SNR) mixture against the mixture's own (rows
     for all but the tiny random demucs, whose numbers mean nothing), the mean improvement per
     method (bar for ``spectral``: +6 dB), and each method's time."""
-    from videobgm import separate, synth
+    from videobgm import separate
+    from videobgm.synth import arrange as synth
 
     voice = demo_voice(seconds)
     rows, gains = [], {m: [] for m in methods}
@@ -87,8 +88,9 @@ def held_out_separation(snrs: tuple[float, ...] = (0.0, -6.0)) -> dict:
     """Mean SI-SDR improvement of the spectral separator on what its tuning never saw: a
     third speaker saying new text (``data/samples/heldout.flac``) over every music style with
     unseen seeds, at each SNR."""
-    from videobgm import media, paths, separate, synth
-    from videobgm.synth_styles import STYLES
+    from videobgm import media, paths, separate
+    from videobgm.synth import arrange as synth
+    from videobgm.synth.styles import STYLES
 
     voice = media.decode_audio(paths.samples() / "heldout.flac", RATE)
     gains = []
@@ -129,7 +131,9 @@ def _separation_speed(mixed: np.ndarray, methods, repeats: int) -> list[dict]:
 
 def demo_music(seconds: float) -> np.ndarray:
     """Procedural music for the demo story's timeline (repeated), ``seconds`` long."""
-    from videobgm import compose, paths, timeline_io
+    from videobgm import paths
+    from videobgm.compose import renderer as compose
+    from videobgm.emotion import io as timeline_io
 
     spans = timeline_io.load_timeline(paths.samples() / "story.timeline.json")
     period = spans[-1].end
@@ -164,7 +168,8 @@ def bench_mix(
     """Loudness error, true peak and ducking depth of our mix against the original project's,
     on the demo voice with procedural music (``seconds``, default 600: a 10-minute video), and
     the time each takes."""
-    from videobgm import baselines, mix, vad
+    from videobgm import mix, vad
+    from videobgm.bench import baselines
 
     seconds = seconds or 600.0
     voice, music = demo_voice(seconds), demo_music(seconds)

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import synth
 from videobgm.errors import InputError
 from videobgm.prompts import EMOTIONS, EmotionPrompt, load_prompts
+from videobgm.synth import arrange as synth
 
 SAMPLE_RATE = synth.SAMPLE_RATE  # Hz
 SILENCE = "silence"  # a timeline label: no music in this span

@@ -38,13 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from videobgm import compose_plan, synth
-from videobgm import synth_instruments as ins
-from videobgm.compose_plan import SILENCE, Keyframe, Plan, PlannedClip, make_plan
+from videobgm.compose import plan as compose_plan
+from videobgm.compose.plan import SILENCE, Keyframe, Plan, PlannedClip, make_plan
 from videobgm.errors import InputError
+from videobgm.synth import arrange as synth
+from videobgm.synth import instruments as ins
 
 if TYPE_CHECKING:
-    from videobgm.models import ModelProfile
+    from videobgm.models.profiles import ModelProfile
 
 BACKENDS = ("riffusion", "procedural")
 TRANSITION_S = 1.0  # s; the crossfade inside a transition clip (procedural, or to silence)
@@ -204,7 +205,7 @@ def _tracks(plans: Sequence[Plan], device: str | None, progress: bool):
 
 
 def _images_of(clips: Sequence[np.ndarray]) -> tuple[Any, ...]:
-    from videobgm import spectrogram
+    from videobgm.spectrogram import codec as spectrogram
 
     return tuple(spectrogram.image_from_audio(clip) if np.any(clip) else None for clip in clips)
 
@@ -278,7 +279,8 @@ def _crossfade_inside(
 def _riffusion_settings(profile, steps, batch_size, lora_scale, device, music) -> dict[str, Any]:
     if music != "riffusion":
         return {}
-    from videobgm import generate, models
+    from videobgm import generate
+    from videobgm.models import profiles as models
 
     resolved = models.resolve_profile(profile)
     device = device or models.default_device()
@@ -605,7 +607,7 @@ def _save_image(image: Any, folder: Path, index: int) -> None:
 
 def _saving_images(clips: Iterable[np.ndarray], folder: Path) -> Iterator[np.ndarray]:
     """The clips, each one's image (as :func:`_images_of` makes it) written on the way."""
-    from videobgm import spectrogram
+    from videobgm.spectrogram import codec as spectrogram
 
     for index, clip in enumerate(clips):
         if np.any(clip):
@@ -653,7 +655,7 @@ def add_cli(subparsers) -> None:
 
 def _with_lora(profile: str, lora: str | None):
     """The profile, with ``--lora`` in place of its LoRA when one was given."""
-    from videobgm import models
+    from videobgm.models import profiles as models
 
     if lora is None:
         return profile
@@ -666,7 +668,7 @@ def _cli_compose(args) -> int:
     else:
         if not args.timeline:
             raise InputError("give a TIMELINE.json to compose, or --plan to re-render")
-        from videobgm.timeline_io import load_timeline
+        from videobgm.emotion.io import load_timeline
 
         spans = load_timeline(args.timeline, args.duration)  # checked: contiguous, covering
         duration = args.duration if args.duration is not None else spans[-1].end

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from videobgm import paths
-from videobgm.dataset_fetch import is_url
+from videobgm.dataset.fetch import is_url
 from videobgm.errors import InputError
 from videobgm.prompts import DATASET_MOODS
 
@@ -295,7 +295,8 @@ def _synthetic_row(track_id, moods, tags, rng, seconds) -> dict:
 
 
 def _write_synthetic_audio(stem: Path, row: dict, sample_rate: int, audio_format: str) -> None:
-    from videobgm import media, synth
+    from videobgm import media
+    from videobgm.synth import arrange as synth
 
     audio = synth.track(row["moods"][0], row["seconds"], row["seed"], sample_rate)
     target = stem.with_suffix(f".{audio_format}")

@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from videobgm import models, paths
-from videobgm.dataset_catalogue import SYNTHETIC, Track, read_catalogue, synthetic_catalogue
-from videobgm.dataset_clips import (
+from videobgm import paths
+from videobgm.dataset.catalogue import SYNTHETIC, Track, read_catalogue, synthetic_catalogue
+from videobgm.dataset.clips import (
     SHARDS,
     TrackJob,
     band_centres_hz,
@@ -59,11 +59,12 @@ from videobgm.dataset_clips import (
     rows_above,
     to_rate,
 )
-from videobgm.dataset_fetch import FetchParams
-from videobgm.dataset_fetch import fetch as fetch_audio
+from videobgm.dataset.fetch import FetchParams
+from videobgm.dataset.fetch import fetch as fetch_audio
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.prompts import DATASET_MOODS
-from videobgm.spectrogram import CLIP_SECONDS, SpectrogramParams
+from videobgm.spectrogram.codec import CLIP_SECONDS, SpectrogramParams
 
 __all__ = [  # the stage's API; the helper modules' names a caller needs are re-exported
     "DEFAULT_NAME",
@@ -282,7 +283,7 @@ def curate(
     ``data/processed/spectro-caption``) with ``workers`` processes (default: the usable
     cores). Returns the run's counts; raises InputError for a bad source or folder, when no
     track has a wanted mood, or when not a single clip could be made."""
-    from videobgm import dataset_card
+    from videobgm.dataset import card as dataset_card
 
     began = time.perf_counter()
     params, fetch = params or CurateParams(), fetch or FetchParams()
@@ -318,7 +319,7 @@ def curate(
 def prepare_folder(out: Path, overwrite: bool) -> None:
     """Refuse a non-empty folder that curation did not make; with ``overwrite``, remove what
     an earlier run wrote there (and nothing else)."""
-    from videobgm.dataset_card import OUTPUTS
+    from videobgm.dataset.card import OUTPUTS
 
     ours = out / SHARDS
     if out.exists() and not out.is_dir():
@@ -407,7 +408,7 @@ def preview_audio(images: Sequence, rate: int = 22050, iterations: int = 32) -> 
     resampled to ``rate``. Runs on one torch thread: on a shared machine, two threads that
     busy-wait for each other made Griffin-Lim five times slower (3 s against 15 s for 7 clips
     at a load of 4 on 2 cores)."""
-    from videobgm import spectrogram
+    from videobgm.spectrogram import codec as spectrogram
 
     with models.torch_threads(1):
         decoded = spectrogram.audio_from_images(
@@ -461,7 +462,7 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_curate(args) -> int:
-    from videobgm.dataset_card import push_to_hub
+    from videobgm.dataset.card import push_to_hub
 
     params = CurateParams(
         moods=tuple(args.moods),

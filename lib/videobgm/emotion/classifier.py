@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from videobgm import models
 from videobgm.errors import InputError
-from videobgm.models import EMOTION_LABELS
+from videobgm.models import profiles as models
+from videobgm.models.profiles import EMOTION_LABELS
 from videobgm.transcribe import Segment, Transcript
 
 NEUTRAL = "neutral"
@@ -440,7 +440,7 @@ def add_cli(subparsers) -> None:
 def _cli_timeline(args) -> int:
     from pathlib import Path
 
-    from videobgm import timeline_io
+    from videobgm.emotion import io as timeline_io
 
     params = TimelineParams(
         args.min_confidence, args.min_span_s, args.neutral_policy, args.method, args.switch_penalty

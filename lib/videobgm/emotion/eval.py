@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from videobgm.emotion import EMOTION_LABELS, NEUTRAL, Span, TimelineParams, timeline
+from videobgm.emotion.classifier import EMOTION_LABELS, NEUTRAL, Span, TimelineParams, timeline
 from videobgm.transcribe import Transcript
 
 

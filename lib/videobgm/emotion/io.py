@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from videobgm.emotion import TIMELINE_LABELS, Span
+from videobgm.emotion.classifier import TIMELINE_LABELS, Span
 from videobgm.errors import InputError
 from videobgm.paths import atomic_output
 

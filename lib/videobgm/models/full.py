@@ -265,7 +265,7 @@ def diffusion_pipeline(sizes: DiffusionSizes | None = None) -> Any:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from videobgm import tiny
+    from videobgm.models import tiny
 
     sizes = sizes or DiffusionSizes()
     vocab, merges = tiny._train_bpe(vocab_size=600, suffix="</w>")
@@ -307,8 +307,8 @@ def build_emotion(directory: Path, sizes: dict | None = None) -> Path:
     weights, and the tiny models' BPE tokenizer, saved with ``save_pretrained``."""
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
 
-    from videobgm import tiny
-    from videobgm.models import EMOTION_LABELS
+    from videobgm.models import tiny
+    from videobgm.models.profiles import EMOTION_LABELS
 
     with tempfile.TemporaryDirectory() as tmp:
         tiny.build_emotion(Path(tmp), EMOTION_LABELS)  # for its tokenizer and label maps
@@ -329,7 +329,7 @@ def build_emotion(directory: Path, sizes: dict | None = None) -> Path:
 def build(part: str, directory: Path | None = None) -> Path:
     """Build one ``bench:<part>`` model into ``directory`` (default ``data/models/bench``)
     unless it is there already; return its path. Appears atomically."""
-    from videobgm import tiny
+    from videobgm.models import tiny
 
     if part not in PARTS:
         from videobgm.errors import InputError

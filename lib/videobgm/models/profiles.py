@@ -435,7 +435,7 @@ def locate(ref: str) -> str:
     """Resolve a model reference: ``tiny:<part>`` and ``bench:<part>`` to their local paths
     (building them if needed); anything else is returned as it is."""
     if ref.startswith("bench:"):
-        from videobgm import bench_models
+        from videobgm.models import full as bench_models
 
         return str(bench_models.build(ref.split(":", 1)[1]))
     if ref.startswith("tiny:"):
@@ -459,7 +459,7 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
     if not force and manifest.exists():
         if json.loads(manifest.read_text()).get("version") == TINY_VERSION:
             return built
-    from videobgm import tiny
+    from videobgm.models import tiny
 
     paths.ensure_dir(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))

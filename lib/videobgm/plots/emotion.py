@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from videobgm.emotion import EMOTION_LABELS, TIMELINE_LABELS, Span
+from videobgm.emotion.classifier import EMOTION_LABELS, TIMELINE_LABELS, Span
 from videobgm.transcribe import Transcript
 
 # One colour per timeline label, the same in every figure (silence: white with a grey edge).

@@ -123,7 +123,8 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
     """``report.md`` and ``timeline.png`` in a run folder, from the files the stages wrote."""
     import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
 
-    from videobgm import paths, timeline_io
+    from videobgm import paths
+    from videobgm.emotion import io as timeline_io
 
     spans = timeline_io.load_timeline(folder / "timeline.json")
     bgm = sorted(folder.glob("bgm*.wav"))
@@ -203,7 +204,7 @@ def _delivered_lines(folder: Path) -> list[str]:
 
 def plot_result(result, title: str = ""):
     """:func:`plot_run` of a finished run (first variant), from its files."""
-    from videobgm import timeline_io
+    from videobgm.emotion import io as timeline_io
 
     spans = timeline_io.load_timeline(result.timeline["json"])
     return plot_run(
@@ -216,7 +217,8 @@ def clip_images(result, count: int = 6) -> list:
     clip images when the run made them, else the codec's images of successive 5.12 s windows."""
     from PIL import Image
 
-    from videobgm import media, spectrogram
+    from videobgm import media
+    from videobgm.spectrogram import codec as spectrogram
 
     folder = result.bgm[0].with_name(f"{result.bgm[0].stem}.clips")
     if folder.is_dir():

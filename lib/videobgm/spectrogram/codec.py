@@ -31,8 +31,8 @@ import scipy.sparse
 import torch
 from PIL import Image
 
-from videobgm import spectrogram_dsp as dsp
 from videobgm.errors import InputError
+from videobgm.spectrogram import dsp
 
 CLIP_SECONDS = 5.12  # one 512 px image
 INT16_SCALE = 32768.0  # riffusion computes amplitudes on int16 sample values
@@ -167,7 +167,7 @@ def mel_filterbank(params: SpectrogramParams) -> np.ndarray:
 
 def _device(device) -> torch.device:
     if device is None:
-        from videobgm.models import default_device
+        from videobgm.models.profiles import default_device
 
         device = default_device()
     return torch.device(device)

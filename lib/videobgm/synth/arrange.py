@@ -31,9 +31,9 @@ import scipy.fft
 from scipy import signal
 
 from videobgm import prompts
-from videobgm import synth_instruments as ins
 from videobgm.errors import InputError
-from videobgm.synth_styles import (
+from videobgm.synth import instruments as ins
+from videobgm.synth.styles import (
     CLIP_SECONDS,
     EMOTIONS,
     EXTRA_STYLES,

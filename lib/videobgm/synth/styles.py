@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 
 from videobgm import prompts
-from videobgm import synth_instruments as ins
 from videobgm.errors import InputError
 from videobgm.prompts import EMOTIONS
+from videobgm.synth import instruments as ins
 
 CLIP_SECONDS = 5.12  # one 512 px riffusion image
 STEPS_PER_BEAT = 4  # rhythm grid: sixteenth notes

@@ -183,7 +183,7 @@ def spectrogram_audio(images: list[Any], postfilter: str = "normalize") -> tuple
     image without EXIF has no recorded loudness and raw decodes can exceed full scale."""
     from PIL import Image
 
-    from videobgm import spectrogram
+    from videobgm.spectrogram import codec as spectrogram
 
     params = spectrogram.SpectrogramParams()
     bands = params.num_frequencies

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import models, paths
+from videobgm import paths
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.train import model
 from videobgm.train.config import (
     CONFIG_FILE,
