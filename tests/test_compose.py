@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from videobgm import cli
 from videobgm.compose import plan as compose_plan
 from videobgm.compose import renderer as compose
-from videobgm.compose.plan import SILENCE
 from videobgm.errors import InputError
 from videobgm.synth import arrange as synth
 from videobgm.synth import instruments as synth_instruments
+from videobgm.vocab import SILENCE
 
 RATE = 44100
 CLIP = synth.clip_samples()

@@ -9,10 +9,10 @@ import pytest
 from scipy import linalg
 
 from videobgm import evaluate, media, prompts
-from videobgm.emotion.classifier import Span
 from videobgm.errors import InputError
 from videobgm.models import profiles as models
 from videobgm.synth import arrange as synth
+from videobgm.vocab import Span
 
 RATE = 44100  # Hz
 

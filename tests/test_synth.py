@@ -9,8 +9,8 @@ import soundfile as sf
 
 from videobgm import cli
 from videobgm.errors import InputError
-from videobgm.prompts import DATASET_MOODS
 from videobgm.synth import arrange as synth
+from videobgm.vocab import DATASET_MOODS
 
 SR = synth.SAMPLE_RATE
 CLIP = synth.clip_samples(SR)

@@ -39,10 +39,10 @@ import numpy as np
 from videobgm.errors import InputError, VideobgmError
 from videobgm.models import profiles as models
 from videobgm.synth import arrange as synth
+from videobgm.vocab import IMAGE_PX
 
 DEFAULT_STEPS = 20  # DPM-Solver++ steps (riffusion and the original project: 50 PNDM steps)
 DEFAULT_BATCH = 4  # clips per denoising batch (CUDA; 1 on the CPU)
-IMAGE_PX = 512  # spectrogram images are 512 x 512: 512 mel bands x 5.12 s
 LORA_ADAPTER = "mood"  # the adapter name the mood LoRA is loaded under
 NEW_LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers/peft format
 OLD_LORA_FILE = "pytorch_lora_weights.bin"  # the old save_attn_procs format

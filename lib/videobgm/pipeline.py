@@ -40,8 +40,8 @@ import numpy as np
 from videobgm import media, paths
 from videobgm.errors import InputError
 from videobgm.models import profiles as models
+from videobgm.vocab import SAMPLE_RATE
 
-SAMPLE_RATE = 44100  # Hz; the pipeline's working rate (riffusion's)
 MIN_DURATION_S = 1.0  # shorter inputs are refused
 STAGE_VERSION = 1  # bump when a stage's outputs change meaning, to invalidate old run folders
 MUSIC = ("auto", "riffusion", "procedural")

@@ -30,8 +30,8 @@ import numpy as np
 
 from videobgm import media, paths
 from videobgm.errors import VideobgmError
+from videobgm.vocab import SAMPLE_RATE
 
-SAMPLE_RATE = 44100  # Hz
 ESPEAK_RATE = 22050  # Hz; what espeak-ng writes
 PAUSE_S = 1.2  # silence between two emotional stretches
 LEAD_IN_S = 0.8  # silence before the first line

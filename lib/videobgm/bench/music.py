@@ -12,7 +12,7 @@ from videobgm.bench.core import in_section, median_time, row
 
 def _timeline(seconds: float, seed: int = 0) -> list[dict]:
     """Spans of 3-40 s with random emotions (all 7 labels) covering ``seconds``."""
-    from videobgm.models.profiles import EMOTION_LABELS
+    from videobgm.vocab import EMOTION_LABELS
 
     rng = np.random.default_rng(seed)
     spans, start = [], 0.0

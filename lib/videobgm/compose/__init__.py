@@ -7,8 +7,6 @@ procedural) and stitches them into one track of the video's length.
 from videobgm.compose.plan import (
     NEUTRAL_CHOICES,
     PLAN_FORMAT,
-    SAMPLE_RATE,
-    SILENCE,
     SILENCE_BEAT_S,
     Keyframe,
     Plan,
@@ -46,8 +44,11 @@ from videobgm.compose.renderer import (
     write,
     write_stream,
 )
+from videobgm.vocab import SAMPLE_RATE, SILENCE
 
 __all__ = [
+    "SAMPLE_RATE",
+    "SILENCE",
     "BACKENDS",
     "CLICK_FRACTION",
     "CLICK_WIDTH",
@@ -57,8 +58,6 @@ __all__ = [
     "PLAN_FORMAT",
     "Plan",
     "PlannedClip",
-    "SAMPLE_RATE",
-    "SILENCE",
     "SILENCE_BEAT_S",
     "TRANSITION_S",
     "TimelineSpan",

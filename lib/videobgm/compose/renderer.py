@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from videobgm.compose import plan as compose_plan
-from videobgm.compose.plan import SILENCE, Keyframe, Plan, PlannedClip, make_plan
+from videobgm.compose.plan import Keyframe, Plan, PlannedClip, make_plan
 from videobgm.errors import InputError
 from videobgm.synth import arrange as synth
 from videobgm.synth import instruments as ins
+from videobgm.vocab import SILENCE
 
 if TYPE_CHECKING:
     from videobgm.models.profiles import ModelProfile

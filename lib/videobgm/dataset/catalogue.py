@@ -32,7 +32,7 @@ import numpy as np
 from videobgm import paths
 from videobgm.dataset.fetch import is_url
 from videobgm.errors import InputError
-from videobgm.prompts import DATASET_MOODS
+from videobgm.vocab import DATASET_MOODS
 
 SYNTHETIC = "synthetic"  # the source name of the synthetic catalogue
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")

@@ -63,8 +63,8 @@ from videobgm.dataset.fetch import FetchParams
 from videobgm.dataset.fetch import fetch as fetch_audio
 from videobgm.errors import InputError
 from videobgm.models import profiles as models
-from videobgm.prompts import DATASET_MOODS
-from videobgm.spectrogram.codec import CLIP_SECONDS, SpectrogramParams
+from videobgm.spectrogram.codec import SpectrogramParams
+from videobgm.vocab import CLIP_SECONDS, DATASET_MOODS
 
 __all__ = [  # the stage's API; the helper modules' names a caller needs are re-exported
     "DEFAULT_NAME",

@@ -6,11 +6,7 @@ timelines (JSON, CSV, SRT); ``eval`` measures agreement and recovery.
 
 from videobgm.emotion.classifier import (
     METHODS,
-    NEUTRAL,
     NEUTRAL_POLICIES,
-    SILENCE,
-    TIMELINE_LABELS,
-    Span,
     TimelineParams,
     add_cli,
     analyze,
@@ -40,15 +36,17 @@ from videobgm.emotion.io import (
     to_srt,
     validate_timeline,
 )
+from videobgm.vocab import EMOTION_LABELS, NEUTRAL, SILENCE, TIMELINE_LABELS, Span
 
 __all__ = [
+    "EMOTION_LABELS",
+    "NEUTRAL",
+    "SILENCE",
+    "TIMELINE_LABELS",
+    "Span",
     "FORMATS",
     "METHODS",
-    "NEUTRAL",
     "NEUTRAL_POLICIES",
-    "SILENCE",
-    "Span",
-    "TIMELINE_LABELS",
     "TOLERANCE_S",
     "TimelineParams",
     "add_cli",

@@ -34,37 +34,17 @@ import numpy as np
 
 from videobgm.errors import InputError
 from videobgm.models import profiles as models
-from videobgm.models.profiles import EMOTION_LABELS
 from videobgm.transcribe import Segment, Transcript
+from videobgm.vocab import EMOTION_LABELS, NEUTRAL, SILENCE, Span
+from videobgm.vocab import (
+    TIMELINE_LABELS as TIMELINE_LABELS,  # re-exported: the labels a timeline may hold
+)
 
-NEUTRAL = "neutral"
-SILENCE = "silence"  # a timeline label, not a classifier label: no music in this span
-TIMELINE_LABELS = (*EMOTION_LABELS, SILENCE)
 NEUTRAL_POLICIES = ("extend", "ambient", "silence")
 METHODS = ("rules", "viterbi")
 _NEUTRAL_INDEX = EMOTION_LABELS.index(NEUTRAL)
 _EPS_S = 1e-9  # s; float slack when comparing span lengths with min_span_s
 _LOG_FLOOR = 1e-6  # probability floor before taking logs in the Viterbi decoder
-
-
-@dataclass(frozen=True)
-class Span:
-    """A stretch of the video with one emotion.
-
-    ``confidence`` is the classifier's mean probability of ``emotion`` over the time its own
-    phrases cover (weighted by duration; 0 when no phrase supports it, e.g. a video without
-    speech); ``segment_ids`` are the transcript segments inside the span.
-    """
-
-    start: float  # s
-    end: float  # s
-    emotion: str
-    confidence: float = 0.0
-    segment_ids: tuple[int, ...] = ()
-
-    @property
-    def duration_s(self) -> float:
-        return self.end - self.start
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def backend_clips(
     ``riffusion`` (no LoRA: scale 0) or ``riffusion+lora`` (``lora``, default the profile's),
     through :func:`videobgm.compose.compose` (44.1 kHz mono float32)."""
     from videobgm.compose import renderer as compose
-    from videobgm.emotion.classifier import Span
+    from videobgm.vocab import Span
 
     if backend not in STUDY_BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(STUDY_BACKENDS)}")

@@ -11,7 +11,6 @@ from videobgm.models.profiles import (
     DEMUCS_TORCH_HUB_FILE,
     DIFFUSION_REVISION,
     DOWNLOAD_STALL_S,
-    EMOTION_LABELS,
     EMOTION_REVISION,
     PRETRAINED,
     PROFILES,
@@ -47,15 +46,16 @@ from videobgm.models.profiles import (
     whisper_cached,
     whisper_file,
 )
+from videobgm.vocab import EMOTION_LABELS
 
 __all__ = [
+    "EMOTION_LABELS",
     "BENCH",
     "DEMUCS_HF_FILES",
     "DEMUCS_HF_REPO",
     "DEMUCS_TORCH_HUB_FILE",
     "DIFFUSION_REVISION",
     "DOWNLOAD_STALL_S",
-    "EMOTION_LABELS",
     "EMOTION_REVISION",
     "ModelProfile",
     "ModelUnavailableError",

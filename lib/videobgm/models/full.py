@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from videobgm import paths
+from videobgm.models import tiny
+from videobgm.vocab import EMOTION_LABELS
 
 SEED = 0
 POOL_SIZE = 1 << 20  # seeded normal numbers that fill every weight tensor
@@ -265,8 +267,6 @@ def diffusion_pipeline(sizes: DiffusionSizes | None = None) -> Any:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from videobgm.models import tiny
-
     sizes = sizes or DiffusionSizes()
     vocab, merges = tiny._train_bpe(vocab_size=600, suffix="</w>")
     vocab = tiny._with_specials(vocab, ["<|startoftext|>", "<|endoftext|>"])
@@ -307,9 +307,6 @@ def build_emotion(directory: Path, sizes: dict | None = None) -> Path:
     weights, and the tiny models' BPE tokenizer, saved with ``save_pretrained``."""
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
 
-    from videobgm.models import tiny
-    from videobgm.models.profiles import EMOTION_LABELS
-
     with tempfile.TemporaryDirectory() as tmp:
         tiny.build_emotion(Path(tmp), EMOTION_LABELS)  # for its tokenizer and label maps
         config = RobertaConfig.from_pretrained(tmp)
@@ -329,7 +326,6 @@ def build_emotion(directory: Path, sizes: dict | None = None) -> Path:
 def build(part: str, directory: Path | None = None) -> Path:
     """Build one ``bench:<part>`` model into ``directory`` (default ``data/models/bench``)
     unless it is there already; return its path. Appears atomically."""
-    from videobgm.models import tiny
 
     if part not in PARTS:
         from videobgm.errors import InputError

@@ -31,10 +31,10 @@ from typing import Any
 
 from videobgm import paths
 from videobgm.errors import InputError, VideobgmError
+from videobgm.vocab import EMOTION_LABELS
 
 log = logging.getLogger(__name__)
 
-EMOTION_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 TINY_VERSION = 3  # bump when the tiny models' recipe changes, so caches are rebuilt
 TINY_RESOLUTION = 512  # px; the tiny pipeline works at riffusion's native size
 _HUB_TIMEOUT_S = 3.0  # s; each reachability probe (all run at once, in parallel)

@@ -24,11 +24,13 @@ import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from videobgm.vocab import DATASET_MOODS
+
 SEED = 0
 CLIP_MAX_LENGTH = 77  # tokens; Stable Diffusion's text context
 TINY_LATENT = 64  # latent px: 512 px images / the VAE's factor 8
 OLD_LORA_FILE = "pytorch_lora_weights.bin"  # the old save_attn_procs file name
-_MOODS = ("angry", "fear", "funny", "happy", "quirky", "sad", "weird", "calm")
+_MOODS = (*DATASET_MOODS, "calm")  # the catalogue moods plus one no caption uses
 _TAGS = (
     "piano", "strings", "ukulele", "drums", "synth", "guitar", "bass", "pads", "plucks",
     "ambient", "cinematic", "electronic", "acoustic", "orchestral", "lofi", "rock", "jazz",

@@ -5,7 +5,6 @@ resampling underneath it.
 """
 
 from videobgm.spectrogram.codec import (
-    CLIP_SECONDS,
     DEFAULT_ITERATIONS,
     DEFAULT_MAX_VALUE,
     EXIF_TAGS,
@@ -45,6 +44,7 @@ from videobgm.spectrogram.dsp import (
     unpad_reflect,
     warm_start,
 )
+from videobgm.vocab import CLIP_SECONDS
 
 __all__ = [
     "CLIP_SECONDS",

@@ -33,8 +33,8 @@ from PIL import Image
 
 from videobgm.errors import InputError
 from videobgm.spectrogram import dsp
+from videobgm.vocab import CLIP_SECONDS as CLIP_SECONDS  # re-exported: one image's length
 
-CLIP_SECONDS = 5.12  # one 512 px image
 INT16_SCALE = 32768.0  # riffusion computes amplitudes on int16 sample values
 DEFAULT_MAX_VALUE = 30e6  # riffusion's peak mel amplitude (int16 scale) for images without EXIF
 DEFAULT_ITERATIONS = 64  # Griffin-Lim iterations: SC 0.054 on the conformance image (48: 0.065)

@@ -30,11 +30,10 @@ import numpy as np
 import scipy.fft
 from scipy import signal
 
-from videobgm import prompts
+from videobgm import vocab
 from videobgm.errors import InputError
 from videobgm.synth import instruments as ins
 from videobgm.synth.styles import (
-    CLIP_SECONDS,
     EMOTIONS,
     EXTRA_STYLES,
     STEPS_PER_BEAT,
@@ -44,6 +43,7 @@ from videobgm.synth.styles import (
     chord_notes,
     style_for,
 )
+from videobgm.vocab import CLIP_SECONDS, SAMPLE_RATE
 
 __all__ = [  # the table's names are re-exported: `synth` is the one module callers need
     "CLIP_SECONDS",
@@ -67,7 +67,6 @@ __all__ = [  # the table's names are re-exported: `synth` is the one module call
     "track",
 ]
 
-SAMPLE_RATE = 44100  # Hz
 DEFAULT_VARIATIONS = (0, 1, 0, 2)  # the variation each successive clip of render() plays
 _RENDER_BLOCK_CLIPS = 8  # render() reverberates and limits this many clips at a time
 _VELOCITY = {"x": 1.0, "o": 0.55, "?": 0.8}  # rhythm marks; "?" plays or not, by seed
@@ -458,7 +457,7 @@ def add_cli(subparsers) -> None:
         ),
         epilog=(
             f"emotions:\n{table}\n"
-            f"dataset moods are accepted too: {', '.join(prompts.DATASET_MOODS)}\n\n"
+            f"dataset moods are accepted too: {', '.join(vocab.DATASET_MOODS)}\n\n"
             "example: videobgm synth joy --seconds 30 -o joy.wav --seed 3"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -21,7 +21,7 @@ import numpy as np
 
 from videobgm import paths
 from videobgm.errors import InputError
-from videobgm.prompts import DATASET_MOODS
+from videobgm.vocab import DATASET_MOODS
 
 MOODS = DATASET_MOODS  # the dataset's caption moods
 PX_PER_S = 100  # riffusion images: 10 ms hop per pixel column
