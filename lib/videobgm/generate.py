@@ -38,6 +38,7 @@ import numpy as np
 
 from videobgm.errors import InputError, VideobgmError
 from videobgm.models import profiles as models
+from videobgm.spectrogram import codec as spectrogram
 from videobgm.synth import arrange as synth
 from videobgm.vocab import IMAGE_PX
 
@@ -534,7 +535,6 @@ def seed_image(emotion: str, seed: int = 0, variation: int = 0) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _seed_image(emotion: str, seed: int, variation: int) -> Any:
-    from videobgm.spectrogram import codec as spectrogram
 
     image = spectrogram.image_from_audio(synth.clip(emotion, seed, variation))
     # The codec makes 1 + samples // hop columns (513 for a whole clip); the model works on
@@ -552,8 +552,6 @@ def images_to_audio(
     images per batched pass (default: :data:`DEFAULT_BATCH` on CUDA, 1 on the CPU, where one
     at a time was the fastest and memory stays bounded for any number of clips)."""
     from tqdm.auto import tqdm
-
-    from videobgm.spectrogram import codec as spectrogram
 
     device = device or models.default_device()
     if batch_size is None:

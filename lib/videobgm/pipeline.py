@@ -37,9 +37,27 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import media, paths
-from videobgm.errors import InputError
+from videobgm import evaluate, generate, media, paths, prompts, vad
+from videobgm.compose import renderer as compose
+from videobgm.emotion import classifier as emotion
+from videobgm.emotion import io as timeline_io
+from videobgm.emotion.classifier import TimelineParams
+from videobgm.errors import InputError, VideobgmError
+from videobgm.evaluate import ranking_markdown
+from videobgm.mix import MixParams, measure_file, mix_files
 from videobgm.models import profiles as models
+from videobgm.plots.pipeline import write_report
+from videobgm.separate import DemucsParams, SpectralParams, separate_file
+from videobgm.transcribe import (
+    Transcript,
+    find_sidecar,
+    load_transcript,
+    normalise_language,
+    save_transcript,
+    split_sentences,
+    transcript_for,
+)
+from videobgm.vad import VadParams
 from videobgm.vocab import SAMPLE_RATE
 
 MIN_DURATION_S = 1.0  # shorter inputs are refused
@@ -81,7 +99,6 @@ class RunParams:
     rank: bool = False  # score each variant's fit to the timeline (CLAP); outputs best first
 
     def __post_init__(self) -> None:
-        from videobgm.transcribe import normalise_language
 
         # "English", "EN" and "en" are one language (Whisper's table); unknown: one sentence
         object.__setattr__(self, "language", normalise_language(self.language))
@@ -91,22 +108,17 @@ class RunParams:
             raise InputError(f"variants must be a whole number, not {self.variants!r}")
         if not 1 <= self.variants <= 16:
             raise InputError(f"variants must be between 1 and 16, not {self.variants}")
-        from videobgm.emotion.classifier import TimelineParams
-        from videobgm.mix import MixParams
 
         self.timeline_params(TimelineParams)  # each raises InputError on a bad value
         self.mix_params(MixParams)
 
     def mix_params(self, cls: Any = None) -> Any:
-        from videobgm.mix import MixParams
 
         return (cls or MixParams)(
             target_lufs=self.target_lufs, duck_db=self.duck_db, activity=self.activity
         )
 
     def timeline_params(self, cls: Any = None) -> Any:
-        from videobgm.emotion.classifier import TimelineParams
-
         return (cls or TimelineParams)(
             min_confidence=self.min_confidence, min_span_s=self.min_span_s,
             neutral_policy=self.neutral_policy, method=self.method,
@@ -287,20 +299,17 @@ class _Job:
 
     def detect_speech(self) -> str:
         """``speech.json``: Silero VAD's spans on the original audio (16 kHz, streamed)."""
-        from videobgm.vad import VadParams
 
         key = _key("speech", self.input_hash, "silero-vad", dataclasses.asdict(VadParams()))
         out = self.folder / "speech.json"
 
         def work() -> None:
-            from videobgm import vad
 
             vad.save_spans(vad.detect_file(self.source, progress=self.stages.progress), out)
 
         return self.stages.run("vad", key, [out], work)
 
     def transcribe(self) -> str:
-        from videobgm.transcribe import Transcript, save_transcript, transcript_for
 
         sidecar = _sidecar(self.settings.sidecar)
         captions = _captions_hash(self.source, sidecar)
@@ -321,7 +330,6 @@ class _Job:
         return self.stages.run("transcribe", key, [out], work)
 
     def analyse(self, transcript_key: str, speech_key: str) -> str:
-        from videobgm.emotion import io as timeline_io
 
         edited = self._edited_timeline()
         base = self.folder / "timeline"
@@ -357,10 +365,6 @@ class _Job:
         return None
 
     def _spans(self, edited: Path | None):
-        from videobgm.emotion import classifier as emotion
-        from videobgm.emotion import io as timeline_io
-        from videobgm.transcribe import load_transcript, split_sentences
-
         transcript = _snapped(split_sentences(load_transcript(self.folder / "transcript.json")),
                               self.folder / "speech.json")  # fmt: skip
         if edited is not None:
@@ -371,7 +375,6 @@ class _Job:
         return emotion.timeline(transcript, scores, params, self.info.duration_s), scores
 
     def separate(self) -> str:
-        from videobgm.separate import DemucsParams, SpectralParams
 
         chosen = {"spectral": SpectralParams, "demucs": DemucsParams}.get(self.separator)
         params = dataclasses.asdict(chosen()) if chosen else {}
@@ -379,7 +382,6 @@ class _Job:
         out = self.folder / "voice.wav"
 
         def work() -> None:
-            from videobgm.separate import separate_file
 
             # Decoded, separated and written chunk by chunk (silence when there is no audio).
             model = "tiny" if self.separator == "demucs" and self.profile.offline else None
@@ -389,8 +391,6 @@ class _Job:
         return self.stages.run("separate", key, [out], work)
 
     def compose(self, timeline_key: str) -> str:
-        from videobgm import prompts
-        from videobgm.compose import renderer as compose
 
         s = self.settings
         bgm = self._variant_paths("bgm", ".wav")
@@ -401,7 +401,6 @@ class _Job:
                    self.info.duration_s)  # fmt: skip
 
         def work() -> None:
-            from videobgm.emotion import io as timeline_io
 
             spans = timeline_io.load_timeline(self.folder / "timeline.json")
             compose.compose_to_files(  # stitched and written block by block
@@ -418,7 +417,6 @@ class _Job:
         (a local one by its bytes, so a retrained LoRA is never silently reused)."""
         if self.music != "riffusion":
             return None
-        from videobgm import generate
 
         lora, _ = generate.resolve_lora(self.profile.lora)
         weights = generate.lora_weights_file(lora) if lora else None
@@ -434,8 +432,6 @@ class _Job:
         key = _key("rank", compose_key, self.profile.clap, self.profile.clap_revision)
 
         def work() -> None:
-            from videobgm import evaluate
-            from videobgm.emotion import io as timeline_io
 
             spans = timeline_io.load_timeline(self.folder / "timeline.json")
             clap = evaluate.load_clap(self.profile, self.device)
@@ -473,9 +469,6 @@ class _Job:
         return self.stages.run("mix", key, outs, work)
 
     def _mix_one(self, bgm_path: Path, out: Path, params) -> None:
-        from videobgm import vad
-        from videobgm.mix import mix_files
-        from videobgm.transcribe import load_transcript
 
         segments = [(s.start, s.end) for s in load_transcript(self.folder / "transcript.json")]
         speech = vad.load_spans(self.folder / "speech.json")
@@ -548,12 +541,9 @@ class _Job:
         key = _key("report", compose_key, deliver_key)
 
         def work() -> None:
-            from videobgm.plots.pipeline import write_report
 
             write_report(self.folder, self.source, self.info, self.music, out, figure)
             if self.settings.rank:
-                from videobgm.evaluate import ranking_markdown
-
                 text = out.read_text(encoding="utf-8") + "\n" + ranking_markdown(self._ranking())
                 with paths.atomic_output(out) as tmp:
                     tmp.write_text(text, encoding="utf-8")
@@ -585,7 +575,6 @@ class _Job:
 def _snapped(transcript, speech_path: Path):
     """Whisper's segment boundaries moved to the speech detector's edges nearby, so emotion
     spans start where speech starts (caption times are the author's and stay)."""
-    from videobgm import vad
 
     if not transcript.source.startswith("whisper") or not len(transcript):
         return transcript
@@ -621,7 +610,6 @@ def _sidecar(value: str | None):
 
 
 def _captions_hash(source: Path, sidecar) -> str | None:
-    from videobgm.transcribe import find_sidecar
 
     captions = find_sidecar(source) if sidecar is None else (sidecar or None)
     return file_hash(captions) if captions else None
@@ -630,7 +618,6 @@ def _captions_hash(source: Path, sidecar) -> str | None:
 def _measured_record(out: Path, target, encode: int, ceiling_db: float | None = None) -> dict:
     """What the viewer gets: loudness and true peak of ``out``'s decoded audio, against the
     targets ``target`` (MixParams); ``ceiling_db``: the limiter ceiling the mix was made with."""
-    from videobgm.mix import measure_file
 
     measured = measure_file(out)
     return {
@@ -675,7 +662,6 @@ def run_folder(
     and the rest are still done. Outputs go to ``out_dir`` (default ``folder/videobgm/``), run
     folders inside ``runs_dir`` (default ``runs/``). Returns the results and
     ``{file: error sentence}`` for the failures."""
-    from videobgm.errors import VideobgmError
 
     folder = Path(folder)
     out_dir = paths.ensure_dir(Path(out_dir) if out_dir else folder / OUTPUT_FOLDER)

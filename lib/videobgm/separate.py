@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import paths
+from videobgm import media, paths
 from videobgm.errors import InputError
 from videobgm.models import profiles as models
+from videobgm.models.profiles import ModelUnavailableError, default_device
 
 SEPARATORS = ("spectral", "demucs", "none")
 TINY_DEMUCS_NAME = "tiny_htdemucs"  # bag name inside the local demucs repository
@@ -137,7 +138,6 @@ def separate_file(
     to exactly ``n_samples``; all silence when the file has no audio stream), written as a
     16-bit WAV or FLAC to ``out_path`` (atomically). Decoding, separation and writing are
     streamed (see :func:`separate_stream`). Returns the path written."""
-    from videobgm import media
 
     _check_method(method)
     has_audio = media.probe(source).has_audio
@@ -376,7 +376,6 @@ def _demucs_stream(
     params: DemucsParams | None = None,
 ) -> Iterator[np.ndarray]:  # fmt: skip
     """Demucs' voice of a stream of blocks, one window at a time (see :func:`_windowed`)."""
-    from videobgm.models.profiles import default_device
 
     params = params or DemucsParams()
     device = device or default_device()
@@ -429,8 +428,6 @@ def load_demucs(model: str = "htdemucs", device: str = "cpu") -> Any:
     ``adefossez/HTDemucs`` first, its AWS mirror as the fallback), ``tiny`` from the local
     tiny repo. Held until :func:`videobgm.models.release_models`."""
     from demucs.pretrained import get_model
-
-    from videobgm.models.profiles import ModelUnavailableError
 
     try:
         if model in ("tiny", "tiny:demucs"):

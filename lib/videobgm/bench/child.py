@@ -21,6 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+from videobgm import pipeline
+from videobgm.bench import baselines
+from videobgm.emotion import io as timeline_io
+
 
 def reset_peak() -> bool:
     """Reset this process's peak resident memory (VmHWM); False where Linux does not allow it."""
@@ -46,7 +50,6 @@ _STAGE_PEAKS: dict[str, float] = {}
 
 
 def _pipeline(video: Path, out: Path, run_dir: Path) -> dict[str, float]:
-    from videobgm import pipeline
 
     run_stage = pipeline._Stages.run  # instrumented here only: peak memory per stage
 
@@ -65,8 +68,6 @@ def _pipeline(video: Path, out: Path, run_dir: Path) -> dict[str, float]:
 
 
 def _original(video: Path, out: Path) -> dict[str, float]:
-    from videobgm.bench import baselines
-    from videobgm.emotion import io as timeline_io
 
     def after(name: str) -> None:
         _STAGE_PEAKS[name] = peak_mb()
@@ -81,9 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     os.environ["VIDEOBGM_PROFILE"] = "tiny"  # the offline path, whatever the caller's setting
     import numpy  # noqa: F401 - imported before the clock starts, like the pipeline's modules
-
-    from videobgm import pipeline  # noqa: F401
-    from videobgm.bench import baselines  # noqa: F401
 
     job, paths = args[0], [Path(a) for a in args[1:]]
     imports_mb = peak_mb()  # since exec: the interpreter and the imports

@@ -17,7 +17,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from videobgm import generate, pipeline, sample
 from videobgm.bench.core import NO_CUDA, in_section, median_time, profile_env, row, skipped
+from videobgm.bench.generation import clip_requests, original_time
+from videobgm.models import full as bench_models
+from videobgm.models import profiles as models
 
 GOAL_CLIPS_PER_S = 8.0  # at 20 steps with batching, H200-class (issue 9)
 GOAL_E2E_S = 30.0  # a 10-minute video end to end
@@ -41,9 +45,6 @@ def bench_gpu(
     PNDM steps, one clip per call), the top kernels of one batch, and (``minutes``) a whole
     video at the fewest ``steps`` with ``profile`` (default ``bench``) on ``device`` (default
     ``cuda``; the tiny profile on a CPU exercises the code in tests)."""
-    from videobgm import generate
-    from videobgm.bench.generation import clip_requests, original_time
-    from videobgm.models import profiles as models
 
     device = device or "cuda"
     reason = cuda_missing(device)
@@ -110,9 +111,6 @@ def _end_to_end(profile, device: str, minutes: float, steps: int) -> list[dict]:
     import time
 
     import torch
-
-    from videobgm import pipeline, sample
-    from videobgm.models import full as bench_models
 
     video = sample.long_video(60 * minutes, size=(320, 180), fps=15)
     timeline = video.with_name(f"{video.stem}.timeline.json")

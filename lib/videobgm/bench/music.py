@@ -7,12 +7,17 @@ import statistics
 
 import numpy as np
 
+from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, row
+from videobgm.compose import plan as compose_plan
+from videobgm.compose import renderer as compose
+from videobgm.spectrogram import codec as spectrogram
+from videobgm.synth import arrange as synth
+from videobgm.vocab import EMOTION_LABELS
 
 
 def _timeline(seconds: float, seed: int = 0) -> list[dict]:
     """Spans of 3-40 s with random emotions (all 7 labels) covering ``seconds``."""
-    from videobgm.vocab import EMOTION_LABELS
 
     rng = np.random.default_rng(seed)
     spans, start = [], 0.0
@@ -33,8 +38,6 @@ def bench_compose(
     (``codec_minutes``) the same with riffusion-like clips; and the riffusion backend's time
     per clip with the tiny model (for the record: a random tiny UNet says nothing of the
     full-size model's speed)."""
-    from videobgm.compose import renderer as compose
-    from videobgm.synth import arrange as synth
 
     seconds = 60.0 * minutes
     timeline = _timeline(seconds)
@@ -90,9 +93,6 @@ def _codec_clicks(minutes: float) -> dict:
     """Clicks when every clip has been through the codec (image and back, so with
     Griffin-Lim's phase, as riffusion's clips have: their waveforms do not continue one
     another): our plan's stitching against the original's butting, on the same kind of clips."""
-    from videobgm.bench import baselines
-    from videobgm.compose import plan as compose_plan
-    from videobgm.compose import renderer as compose
 
     seconds = 60.0 * minutes
     timeline = _timeline(seconds, seed=2)
@@ -117,7 +117,6 @@ def _click_row(what: str, ours: int, theirs: int, note: str) -> dict:
 def _round_trip(clip: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
     """``clip`` through the spectrogram codec, as long as it was (cached by identity: the
     synthesiser returns the same array for the same clip)."""
-    from videobgm.spectrogram import codec as spectrogram
 
     key = id(clip)
     if key not in cache:
@@ -132,8 +131,6 @@ def _round_trip(clip: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
 
 def _clicks(track, timeline: list[dict], minutes: float) -> dict:
     """Clicks at the joins of our track and of the original project's butted clips."""
-    from videobgm.bench import baselines
-    from videobgm.compose import renderer as compose
 
     ours = compose.count_clicks(track.audio, track.plan)
     joins = compose.join_points(track.plan)

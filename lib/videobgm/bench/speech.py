@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from videobgm import media, paths, transcribe
+from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, profile_env, row
+from videobgm.models import full as bench_models
+from videobgm.models import profiles as models
 
 RATE = 16000  # Hz; Whisper's
 
@@ -21,7 +25,6 @@ RATE = 16000  # Hz; Whisper's
 def speech_audio(seconds: float) -> np.ndarray:
     """The demo sample's soundtrack (voice over music and noise) at 16 kHz, repeated to
     ``seconds``."""
-    from videobgm import media, paths
 
     audio = media.decode_audio(paths.demo_video(), RATE)
     n = int(seconds * RATE)
@@ -37,10 +40,6 @@ def bench_transcription(
     ``full``), ours (``profile``, default the bench profile) against the baseline (Whisper
     ``baseline`` dimensions, or ``baseline_dims``, random weights, in memory); a minute or
     more per run on a CPU, so ``repeats // 5`` runs each (at least one)."""
-    from videobgm import transcribe
-    from videobgm.bench import baselines
-    from videobgm.models import full as bench_models
-    from videobgm.models import profiles as models
 
     device = device or models.default_device()
     profile = profile or models.BENCH

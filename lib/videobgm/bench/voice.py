@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from videobgm import media, mix, paths, separate, vad
+from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, row
+from videobgm.compose import renderer as compose
+from videobgm.emotion import io as timeline_io
+from videobgm.synth import arrange as synth
+from videobgm.synth.styles import STYLES
+from videobgm.transcribe import read_captions
 
 RATE = 44100  # Hz
 
@@ -21,7 +28,6 @@ RATE = 44100  # Hz
 def demo_voice(seconds: float | None = None) -> np.ndarray:
     """The demo story's clean voice at 44.1 kHz (the separation reference), repeated or cut
     to ``seconds`` when given."""
-    from videobgm import media, paths
 
     voice = media.decode_audio(paths.samples() / "story.voice.flac", RATE)
     if seconds is None:
@@ -31,7 +37,6 @@ def demo_voice(seconds: float | None = None) -> np.ndarray:
 
 
 def _separate(mixed: np.ndarray, method: str) -> np.ndarray:
-    from videobgm import separate
 
     return separate.separate(mixed, RATE, method, model="tiny" if method == "demucs" else None)
 
@@ -44,8 +49,6 @@ def bench_separation(
     """SI-SDR of every method on every (emotion, SNR) mixture against the mixture's own (rows
     for all but the tiny random demucs, whose numbers mean nothing), the mean improvement per
     method (bar for ``spectral``: +6 dB), and each method's time."""
-    from videobgm import separate
-    from videobgm.synth import arrange as synth
 
     voice = demo_voice(seconds)
     rows, gains = [], {m: [] for m in methods}
@@ -88,9 +91,6 @@ def held_out_separation(snrs: tuple[float, ...] = (0.0, -6.0)) -> dict:
     """Mean SI-SDR improvement of the spectral separator on what its tuning never saw: a
     third speaker saying new text (``data/samples/heldout.flac``) over every music style with
     unseen seeds, at each SNR."""
-    from videobgm import media, paths, separate
-    from videobgm.synth import arrange as synth
-    from videobgm.synth.styles import STYLES
 
     voice = media.decode_audio(paths.samples() / "heldout.flac", RATE)
     gains = []
@@ -131,9 +131,6 @@ def _separation_speed(mixed: np.ndarray, methods, repeats: int) -> list[dict]:
 
 def demo_music(seconds: float) -> np.ndarray:
     """Procedural music for the demo story's timeline (repeated), ``seconds`` long."""
-    from videobgm import paths
-    from videobgm.compose import renderer as compose
-    from videobgm.emotion import io as timeline_io
 
     spans = timeline_io.load_timeline(paths.samples() / "story.timeline.json")
     period = spans[-1].end
@@ -148,8 +145,6 @@ def demo_music(seconds: float) -> np.ndarray:
 
 
 def _segments(seconds: float) -> list[tuple[float, float]]:
-    from videobgm import paths
-    from videobgm.transcribe import read_captions
 
     story = read_captions(paths.samples() / "story.srt")
     period = len(demo_voice()) / RATE
@@ -168,8 +163,6 @@ def bench_mix(
     """Loudness error, true peak and ducking depth of our mix against the original project's,
     on the demo voice with procedural music (``seconds``, default 600: a 10-minute video), and
     the time each takes."""
-    from videobgm import mix, vad
-    from videobgm.bench import baselines
 
     seconds = seconds or 600.0
     voice, music = demo_voice(seconds), demo_music(seconds)

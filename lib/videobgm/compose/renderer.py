@@ -38,9 +38,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from videobgm import generate
 from videobgm.compose import plan as compose_plan
 from videobgm.compose.plan import Keyframe, Plan, PlannedClip, make_plan
+from videobgm.emotion.io import load_timeline
 from videobgm.errors import InputError
+from videobgm.media import write_audio, write_audio_blocks
+from videobgm.models import profiles as models
+from videobgm.paths import atomic_output
+from videobgm.spectrogram import codec as spectrogram
 from videobgm.synth import arrange as synth
 from videobgm.synth import instruments as ins
 from videobgm.vocab import SILENCE
@@ -206,7 +212,6 @@ def _tracks(plans: Sequence[Plan], device: str | None, progress: bool):
 
 
 def _images_of(clips: Sequence[np.ndarray]) -> tuple[Any, ...]:
-    from videobgm.spectrogram import codec as spectrogram
 
     return tuple(spectrogram.image_from_audio(clip) if np.any(clip) else None for clip in clips)
 
@@ -280,8 +285,6 @@ def _crossfade_inside(
 def _riffusion_settings(profile, steps, batch_size, lora_scale, device, music) -> dict[str, Any]:
     if music != "riffusion":
         return {}
-    from videobgm import generate
-    from videobgm.models import profiles as models
 
     resolved = models.resolve_profile(profile)
     device = device or models.default_device()
@@ -303,7 +306,6 @@ def _riffusion_settings(profile, steps, batch_size, lora_scale, device, music) -
 
 def _riffusion_render(plans: Sequence[Plan], device: str | None, progress: bool):
     """Every plan's clips as audio and images, with one batched pass per model setting."""
-    from videobgm import generate
 
     key = {json.dumps(p.riffusion, sort_keys=True) for p in plans}
     if len(key) != 1:
@@ -553,7 +555,6 @@ def output_paths(output: str | os.PathLike[str], variants: int) -> list[Path]:
 def write(composition: Composition, output: str | os.PathLike[str]) -> dict[str, Path]:
     """Write the track (``bgm.wav``, 44.1 kHz), its plan (``bgm.plan.json``) and its clip
     images (``bgm.clips/clip-000.png`` ...), each atomically. Returns what was written."""
-    from videobgm.media import write_audio
 
     path = Path(output)
     written = {"audio": write_audio(path, composition.audio, composition.plan.sample_rate)}
@@ -569,7 +570,6 @@ def write_stream(
     """:func:`write` for a track stitched block by block as it is written
     (:func:`stitch_blocks`), never whole: ``clips`` in plan order (default: the procedural
     backend's, each made when the writer reaches it) and, optionally, their ``images``."""
-    from videobgm.media import write_audio_blocks
 
     path = Path(output)
     clips = iter_procedural_clips(plan) if clips is None else clips
@@ -580,7 +580,6 @@ def write_stream(
 
 def _write_beside(plan: Plan, path: Path, images: Sequence[Any] | None) -> dict[str, Path]:
     """The plan (``<stem>.plan.json``) and the clip images (``<stem>.clips/``) of a track."""
-    from videobgm.paths import atomic_output
 
     plan_path = path.with_name(f"{path.stem}.plan.json")
     with atomic_output(plan_path) as tmp:
@@ -600,7 +599,6 @@ def _images_folder(path: Path) -> Path:
 
 
 def _save_image(image: Any, folder: Path, index: int) -> None:
-    from videobgm.paths import atomic_output
 
     with atomic_output(folder / f"clip-{index:03d}.png") as tmp:
         image.save(tmp)
@@ -608,7 +606,6 @@ def _save_image(image: Any, folder: Path, index: int) -> None:
 
 def _saving_images(clips: Iterable[np.ndarray], folder: Path) -> Iterator[np.ndarray]:
     """The clips, each one's image (as :func:`_images_of` makes it) written on the way."""
-    from videobgm.spectrogram import codec as spectrogram
 
     for index, clip in enumerate(clips):
         if np.any(clip):
@@ -656,7 +653,6 @@ def add_cli(subparsers) -> None:
 
 def _with_lora(profile: str, lora: str | None):
     """The profile, with ``--lora`` in place of its LoRA when one was given."""
-    from videobgm.models import profiles as models
 
     if lora is None:
         return profile
@@ -669,7 +665,6 @@ def _cli_compose(args) -> int:
     else:
         if not args.timeline:
             raise InputError("give a TIMELINE.json to compose, or --plan to re-render")
-        from videobgm.emotion.io import load_timeline
 
         spans = load_timeline(args.timeline, args.duration)  # checked: contiguous, covering
         duration = args.duration if args.duration is not None else spans[-1].end

@@ -32,9 +32,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from videobgm.emotion import io as timeline_io
 from videobgm.errors import InputError
 from videobgm.models import profiles as models
-from videobgm.transcribe import Segment, Transcript
+from videobgm.transcribe import (
+    Segment,
+    Transcript,
+    add_sidecar_arguments,
+    split_sentences,
+    transcript_for,
+)
 from videobgm.vocab import EMOTION_LABELS, NEUTRAL, SILENCE, Span
 from videobgm.vocab import (
     TIMELINE_LABELS as TIMELINE_LABELS,  # re-exported: the labels a timeline may hold
@@ -358,7 +365,6 @@ def analyze(
     is classified on its own. Each stage is also callable on its own:
     :func:`~videobgm.transcribe.transcript_for`, :func:`classify`, :func:`timeline`.
     """
-    from videobgm.transcribe import split_sentences, transcript_for
 
     params = dataclasses.replace(params or TimelineParams(), **changes)
     profile = models.resolve_profile(profile)
@@ -377,7 +383,6 @@ def analyze(
 
 def add_cli(subparsers) -> None:
     """``videobgm timeline VIDEO [-o timeline.json] [...]``."""
-    from videobgm.transcribe import add_sidecar_arguments
 
     defaults = TimelineParams()
     parser = subparsers.add_parser(
@@ -419,8 +424,6 @@ def add_cli(subparsers) -> None:
 
 def _cli_timeline(args) -> int:
     from pathlib import Path
-
-    from videobgm.emotion import io as timeline_io
 
     params = TimelineParams(
         args.min_confidence, args.min_span_s, args.neutral_policy, args.method, args.switch_penalty

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from videobgm import paths
+from videobgm.errors import InputError
 from videobgm.models import tiny
 from videobgm.vocab import EMOTION_LABELS
 
@@ -268,8 +269,8 @@ def diffusion_pipeline(sizes: DiffusionSizes | None = None) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     sizes = sizes or DiffusionSizes()
-    vocab, merges = tiny._train_bpe(vocab_size=600, suffix="</w>")
-    vocab = tiny._with_specials(vocab, ["<|startoftext|>", "<|endoftext|>"])
+    vocab, merges = tiny.train_bpe(vocab_size=600, suffix="</w>")
+    vocab = tiny.with_specials(vocab, ["<|startoftext|>", "<|endoftext|>"])
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=tiny.CLIP_MAX_LENGTH)
     ids = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
            "pad_token_id": vocab["<|endoftext|>"]}  # fmt: skip
@@ -328,8 +329,6 @@ def build(part: str, directory: Path | None = None) -> Path:
     unless it is there already; return its path. Appears atomically."""
 
     if part not in PARTS:
-        from videobgm.errors import InputError
-
         raise InputError(f"unknown bench model 'bench:{part}'; known: {', '.join(PARTS)}")
     folder = paths.ensure_dir(Path(directory) if directory else paths.bench_models())
     target = folder / PARTS[part]

@@ -31,6 +31,8 @@ from typing import Any
 
 from videobgm import paths
 from videobgm.errors import InputError, VideobgmError
+from videobgm.models import full as bench_models
+from videobgm.models import tiny
 from videobgm.vocab import EMOTION_LABELS
 
 log = logging.getLogger(__name__)
@@ -435,8 +437,6 @@ def locate(ref: str) -> str:
     """Resolve a model reference: ``tiny:<part>`` and ``bench:<part>`` to their local paths
     (building them if needed); anything else is returned as it is."""
     if ref.startswith("bench:"):
-        from videobgm.models import full as bench_models
-
         return str(bench_models.build(ref.split(":", 1)[1]))
     if ref.startswith("tiny:"):
         part = ref.split(":", 1)[1]
@@ -459,7 +459,6 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
     if not force and manifest.exists():
         if json.loads(manifest.read_text()).get("version") == TINY_VERSION:
             return built
-    from videobgm.models import tiny
 
     paths.ensure_dir(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))

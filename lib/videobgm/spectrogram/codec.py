@@ -32,6 +32,9 @@ import torch
 from PIL import Image
 
 from videobgm.errors import InputError
+from videobgm.media import decode_audio, write_audio
+from videobgm.models.profiles import default_device
+from videobgm.paths import atomic_output
 from videobgm.spectrogram import dsp
 from videobgm.vocab import CLIP_SECONDS as CLIP_SECONDS  # re-exported: one image's length
 
@@ -124,7 +127,6 @@ def read_exif(image: Image.Image) -> tuple[SpectrogramParams, float]:
 
 def save_image(image: Image.Image, path: str | Path) -> Path:
     """Write a spectrogram image as PNG with its EXIF (Pillow drops EXIF unless told)."""
-    from videobgm.paths import atomic_output
 
     with atomic_output(path) as tmp:
         image.save(tmp, format="PNG", exif=image.getexif())
@@ -134,22 +136,27 @@ def save_image(image: Image.Image, path: str | Path) -> Path:
 # --------------------------------------------------------------------------- mel filterbank
 
 
-def _hz_to_mel(hz):
+def hz_to_mel(hz):
+    """HTK mel of frequencies in Hz (float64 array)."""
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
 
 
-def _mel_to_hz(mel):
+def mel_to_hz(mel):
+    """Frequencies in Hz of HTK mel values (float64 array); inverse of :func:`hz_to_mel`."""
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+_hz_to_mel, _mel_to_hz = hz_to_mel, mel_to_hz  # the old private names, still read by tests
 
 
 def _triangles(freqs_hz: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     """HTK mel triangles evaluated at ``freqs_hz``: ``(len(freqs_hz), num_frequencies)``."""
     mels = np.linspace(
-        _hz_to_mel(params.min_frequency),
-        _hz_to_mel(params.max_frequency),
+        hz_to_mel(params.min_frequency),
+        hz_to_mel(params.max_frequency),
         params.num_frequencies + 2,
     )
-    edges = _mel_to_hz(mels)
+    edges = mel_to_hz(mels)
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
     f = np.asarray(freqs_hz, dtype=np.float64)[:, None]
     return np.maximum(
@@ -167,8 +174,6 @@ def mel_filterbank(params: SpectrogramParams) -> np.ndarray:
 
 def _device(device) -> torch.device:
     if device is None:
-        from videobgm.models.profiles import default_device
-
         device = default_device()
     return torch.device(device)
 
@@ -213,7 +218,8 @@ def _mel_torch(x: torch.Tensor, params: SpectrogramParams, block: int = 1024) ->
     return torch.cat(out, dim=-1)
 
 
-def _as_channels(audio: np.ndarray, params: SpectrogramParams) -> np.ndarray:
+def as_channels(audio: np.ndarray, params: SpectrogramParams) -> np.ndarray:
+    """Float32 ``(channels, samples)``: two channels if ``params.stereo``, else the mono mean."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]
@@ -229,7 +235,7 @@ def mel_from_audio(audio: np.ndarray, params: SpectrogramParams = SpectrogramPar
     """Mel amplitudes of float audio in [-1, 1] at ``params.sample_rate``, on riffusion's int16
     scale: ``(channels, num_frequencies, 1 + samples // hop_length)`` float32, with one channel
     unless ``params.stereo`` (stereo audio is averaged; mono is doubled for stereo params)."""
-    x = torch.from_numpy(_as_channels(audio, params) * INT16_SCALE).to(_device(device or "cpu"))
+    x = torch.from_numpy(as_channels(audio, params) * INT16_SCALE).to(_device(device or "cpu"))
     with torch.no_grad():
         return _mel_torch(x, params).cpu().numpy()
 
@@ -497,7 +503,6 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_to_image(args) -> int:
-    from videobgm.media import decode_audio
 
     params = SpectrogramParams(stereo=args.stereo)
     audio = decode_audio(args.audio, params.sample_rate, not args.stereo, args.start, args.duration)
@@ -510,7 +515,6 @@ def _cli_to_image(args) -> int:
 
 
 def _cli_to_audio(args) -> int:
-    from videobgm.media import write_audio
 
     image = open_image(args.image)
     params = read_exif(image)[0]

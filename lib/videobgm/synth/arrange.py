@@ -32,6 +32,7 @@ from scipy import signal
 
 from videobgm import vocab
 from videobgm.errors import InputError
+from videobgm.media import write_audio
 from videobgm.synth import instruments as ins
 from videobgm.synth.styles import (
     EMOTIONS,
@@ -472,7 +473,6 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_synth(args) -> int:
-    from videobgm.media import write_audio
 
     style = style_for(args.emotion)
     audio = track(args.emotion, args.seconds, args.seed, args.sample_rate, args.level_db)
