@@ -7,6 +7,7 @@ import statistics
 
 import numpy as np
 
+from videobgm import metrics
 from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, row
 from videobgm.compose import plan as compose_plan
@@ -101,7 +102,7 @@ def _codec_clicks(minutes: float) -> dict:
     clips = [_round_trip(clip, decoded) for clip in compose.procedural_clips(plan)]
     ours = compose.count_clicks(compose.stitch(plan, clips), plan, clips)
     audio, butted = baselines.original_compose(timeline, render=lambda c: _round_trip(c, decoded))
-    theirs = sum(compose.is_click(audio, at) for at in butted)
+    theirs = sum(metrics.is_click(audio, at) for at in butted)
     return _click_row(
         f"riffusion-like clips, {minutes:g}-minute timeline", ours, theirs,
         f"every clip through the codec (audio -> image -> audio); ours: "
@@ -135,11 +136,11 @@ def _clicks(track, timeline: list[dict], minutes: float) -> dict:
     ours = compose.count_clicks(track.audio, track.plan)
     joins = compose.join_points(track.plan)
     audio, butted = baselines.original_compose(timeline)
-    theirs = sum(compose.is_click(audio, at) for at in butted)
+    theirs = sum(metrics.is_click(audio, at) for at in butted)
     return _click_row(
         f"{minutes:g}-minute timeline", ours, theirs,
         f"ours: {len(joins)} joins (clip edges, transition fades), equal-power crossfades "
         f"on the beat; baseline: {len(butted)} butted joins of independently made clips. A "
-        f"click: a step that exceeds the largest step within {compose.CLICK_WIDTH} samples by "
-        f"more than the clips' own step there plus {compose.CLICK_FRACTION:g} x the 50 ms RMS",
+        f"click: a step that exceeds the largest step within {metrics.CLICK_WIDTH} samples by "
+        f"more than the clips' own step there plus {metrics.CLICK_FRACTION:g} x the 50 ms RMS",
     )  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from videobgm import media, mix, paths, separate, vad
+from videobgm import media, metrics, mix, paths, separate, vad
 from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, row
 from videobgm.compose import renderer as compose
@@ -56,11 +56,11 @@ def bench_separation(
     for emotion in emotions:
         music = synth.render(emotion, len(voice) / RATE, seed=3)
         for snr in snrs:
-            mixed = separate.mix_at_snr(voice, music, snr)
+            mixed = metrics.mix_at_snr(voice, music, snr)
             mixtures.append(mixed)
-            before = separate.si_sdr(mixed, voice)
+            before = metrics.si_sdr(mixed, voice)
             for method in methods:
-                after = separate.si_sdr(_separate(mixed, method), voice)
+                after = metrics.si_sdr(_separate(mixed, method), voice)
                 gains[method].append(after - before)
                 if method == "demucs":  # random tiny weights: only the mean is shown
                     continue
@@ -97,9 +97,9 @@ def held_out_separation(snrs: tuple[float, ...] = (0.0, -6.0)) -> dict:
     for k, emotion in enumerate(STYLES):
         music = synth.render(emotion, len(voice) / RATE, seed=HELD_OUT_SEED + k)[: len(voice)]
         for snr in snrs:
-            mixed = separate.mix_at_snr(voice, music, snr)
-            gain = separate.si_sdr(_separate(mixed, "spectral"), voice)
-            gains.append(gain - separate.si_sdr(mixed, voice))
+            mixed = metrics.mix_at_snr(voice, music, snr)
+            gain = metrics.si_sdr(_separate(mixed, "spectral"), voice)
+            gains.append(gain - metrics.si_sdr(mixed, voice))
     return row(
         "mean SI-SDR improvement, spectral, held-out speaker and music", "dB",
         float(np.mean(gains)), 0.0, kind="quality", bar=">= +6 dB",

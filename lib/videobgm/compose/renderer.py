@@ -44,6 +44,21 @@ from videobgm.compose.plan import Keyframe, Plan, PlannedClip, make_plan
 from videobgm.emotion.io import load_timeline
 from videobgm.errors import InputError
 from videobgm.media import write_audio, write_audio_blocks
+from videobgm.metrics import (  # re-exported: compose's click check reads them
+    CLICK_FRACTION as CLICK_FRACTION,
+)
+from videobgm.metrics import (
+    CLICK_WIDTH as CLICK_WIDTH,
+)
+from videobgm.metrics import (
+    is_click as is_click,
+)
+from videobgm.metrics import (
+    local_rms as local_rms,
+)
+from videobgm.metrics import (
+    step_excess as step_excess,
+)
 from videobgm.models import profiles as models
 from videobgm.paths import atomic_output
 from videobgm.spectrogram import codec as spectrogram
@@ -471,37 +486,6 @@ def _finisher(plan: Plan) -> Callable[[np.ndarray, int], np.ndarray]:
 
 
 # --------------------------------------------------------------------------- clicks
-
-CLICK_WIDTH = 16  # samples either side of a join that a click must stand out from
-CLICK_FRACTION = 0.05  # of the local RMS (50 ms): how far it must stand out to be heard
-
-
-def step_excess(audio: np.ndarray, at: int, width: int = CLICK_WIDTH) -> float:
-    """How much the step into sample ``at`` (``|x[at] - x[at-1]|``) exceeds the largest step
-    within ``width`` samples around it; 0 too close to either end."""
-    if not width < at < len(audio) - width:
-        return 0.0
-    steps = np.abs(np.diff(audio[at - width - 1 : at + width].astype(np.float64)))
-    return float(steps[width] - np.delete(steps, width).max())
-
-
-def local_rms(audio: np.ndarray, at: int, sample_rate: int = 44100, seconds: float = 0.05):
-    """RMS of the ``seconds`` of audio centred on sample ``at``."""
-    half = round(seconds * sample_rate / 2)
-    window = audio[max(at - half, 0) : at + half].astype(np.float64)
-    return float(np.sqrt(np.mean(np.square(window)))) if window.size else 0.0
-
-
-def is_click(
-    audio: np.ndarray, at: int, own: float = 0.0, sample_rate: int = 44100,
-    fraction: float = CLICK_FRACTION,
-) -> bool:  # fmt: skip
-    """Whether the track has a click at sample ``at``: a step that stands out from its
-    neighbours (:func:`step_excess`) by more than the music itself has there (``own``: the
-    same measure in the clips that play there, each on its own, since joins sit on the beat
-    where notes start) plus ``fraction`` of the local RMS."""
-    excess = step_excess(audio, at)
-    return excess > own + fraction * local_rms(audio, at, sample_rate) + 1e-5
 
 
 def join_points(plan: Plan) -> list[int]:
