@@ -535,7 +535,6 @@ def seed_image(emotion: str, seed: int = 0, variation: int = 0) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _seed_image(emotion: str, seed: int, variation: int) -> Any:
-
     image = spectrogram.image_from_audio(synth.clip(emotion, seed, variation))
     # The codec makes 1 + samples // hop columns (513 for a whole clip); the model works on
     # 512 x 512 (latents divisible by the UNet's downsampling): keep the first 512.

@@ -113,7 +113,6 @@ class RunParams:
         self.mix_params(MixParams)
 
     def mix_params(self, cls: Any = None) -> Any:
-
         return (cls or MixParams)(
             target_lufs=self.target_lufs, duck_db=self.duck_db, activity=self.activity
         )
@@ -161,7 +160,7 @@ class _Stages:
     def __init__(self, folder: Path, progress: bool, release: bool = True):
         self.folder = folder
         self.release = release  # drop each stage's models when it ends
-        self.log_path = folder / "stages.json"
+        self.log_path = folder / paths.RUN_STAGES
         self.records = json.loads(self.log_path.read_text()) if self.log_path.exists() else {}
         self.status: dict[str, str] = {}
         self.progress = progress
@@ -301,21 +300,19 @@ class _Job:
         """``speech.json``: Silero VAD's spans on the original audio (16 kHz, streamed)."""
 
         key = _key("speech", self.input_hash, "silero-vad", dataclasses.asdict(VadParams()))
-        out = self.folder / "speech.json"
+        out = self.folder / paths.RUN_SPEECH
 
         def work() -> None:
-
             vad.save_spans(vad.detect_file(self.source, progress=self.stages.progress), out)
 
         return self.stages.run("vad", key, [out], work)
 
     def transcribe(self) -> str:
-
         sidecar = _sidecar(self.settings.sidecar)
         captions = _captions_hash(self.source, sidecar)
         key = _key("transcript", self.input_hash, self.profile.whisper(self.device), captions,
                    self.settings.language)  # fmt: skip
-        out = self.folder / "transcript.json"
+        out = self.folder / paths.RUN_TRANSCRIPT
 
         def work() -> None:
             if not self.info.has_audio:  # nothing is said: the timeline becomes one calm span
@@ -330,10 +327,9 @@ class _Job:
         return self.stages.run("transcribe", key, [out], work)
 
     def analyse(self, transcript_key: str, speech_key: str) -> str:
-
         edited = self._edited_timeline()
         base = self.folder / "timeline"
-        outs = [base.with_suffix(s) for s in timeline_io.FORMATS] + [self.folder / "scores.npy"]
+        outs = [base.with_suffix(s) for s in timeline_io.FORMATS] + [self.folder / paths.RUN_SCORES]
         params = dataclasses.asdict(self.settings.timeline_params())
         edited_hash = file_hash(edited) if edited else None
         key = _key("timeline", transcript_key, speech_key, self.profile.emotion,
@@ -365,8 +361,8 @@ class _Job:
         return None
 
     def _spans(self, edited: Path | None):
-        transcript = _snapped(split_sentences(load_transcript(self.folder / "transcript.json")),
-                              self.folder / "speech.json")  # fmt: skip
+        transcript = _snapped(split_sentences(load_transcript(self.folder / paths.RUN_TRANSCRIPT)),
+                              self.folder / paths.RUN_SPEECH)  # fmt: skip
         if edited is not None:
             spans = timeline_io.load_timeline(edited, self.info.duration_s)
             return spans, np.zeros((0, 7), np.float32)
@@ -375,11 +371,10 @@ class _Job:
         return emotion.timeline(transcript, scores, params, self.info.duration_s), scores
 
     def separate(self) -> str:
-
         chosen = {"spectral": SpectralParams, "demucs": DemucsParams}.get(self.separator)
         params = dataclasses.asdict(chosen()) if chosen else {}
         key = _key("voice", self.input_hash, self.separator, params)
-        out = self.folder / "voice.wav"
+        out = self.folder / paths.RUN_VOICE
 
         def work() -> None:
 
@@ -391,7 +386,6 @@ class _Job:
         return self.stages.run("separate", key, [out], work)
 
     def compose(self, timeline_key: str) -> str:
-
         s = self.settings
         bgm = self._variant_paths("bgm", ".wav")
         plans = [p.with_name(f"{p.stem}.plan.json") for p in bgm]
@@ -401,8 +395,7 @@ class _Job:
                    self.info.duration_s)  # fmt: skip
 
         def work() -> None:
-
-            spans = timeline_io.load_timeline(self.folder / "timeline.json")
+            spans = timeline_io.load_timeline(self.folder / paths.RUN_TIMELINE)
             compose.compose_to_files(  # stitched and written block by block
                 spans, self.info.duration_s, bgm, music=self.music, variants=s.variants,
                 seed=s.seed, neutral="silence" if s.neutral_policy == "silence" else "music",
@@ -432,8 +425,7 @@ class _Job:
         key = _key("rank", compose_key, self.profile.clap, self.profile.clap_revision)
 
         def work() -> None:
-
-            spans = timeline_io.load_timeline(self.folder / "timeline.json")
+            spans = timeline_io.load_timeline(self.folder / paths.RUN_TIMELINE)
             clap = evaluate.load_clap(self.profile, self.device)
             records = evaluate.rank_variants(self._variant_paths("bgm", ".wav"), spans, clap)
             with paths.atomic_output(out) as tmp:
@@ -469,10 +461,9 @@ class _Job:
         return self.stages.run("mix", key, outs, work)
 
     def _mix_one(self, bgm_path: Path, out: Path, params) -> None:
-
-        segments = [(s.start, s.end) for s in load_transcript(self.folder / "transcript.json")]
-        speech = vad.load_spans(self.folder / "speech.json")
-        mix_files(self.folder / "voice.wav", bgm_path, out, self.n_samples, params, segments,
+        segments = [(s.start, s.end) for s in load_transcript(self.folder / paths.RUN_TRANSCRIPT)]
+        speech = vad.load_spans(self.folder / paths.RUN_SPEECH)
+        mix_files(self.folder / paths.RUN_VOICE, bgm_path, out, self.n_samples, params, segments,
                   speech)  # fmt: skip
 
     def deliver(self, mix_key: str, rank_key: str, outputs: list[Path]) -> str:
@@ -526,7 +517,7 @@ class _Job:
 
     def _beside(self, outputs: list[Path]) -> list[tuple[Path, Path]]:
         first = outputs[0]
-        pairs = [(self.folder / "voice.wav", first.with_name(f"{first.stem}.voice.wav"))]
+        pairs = [(self.folder / paths.RUN_VOICE, first.with_name(f"{first.stem}.voice.wav"))]
         for run_bgm, run_mix, out in zip(
             self._ordered("bgm", ".wav"), self._ordered("mix", ".wav"), outputs, strict=True,
         ):  # fmt: skip
@@ -541,7 +532,6 @@ class _Job:
         key = _key("report", compose_key, deliver_key)
 
         def work() -> None:
-
             write_report(self.folder, self.source, self.info, self.music, out, figure)
             if self.settings.rank:
                 text = out.read_text(encoding="utf-8") + "\n" + ranking_markdown(self._ranking())
@@ -561,12 +551,12 @@ class _Job:
         base = self.folder / "timeline"
         return Result(
             input=self.source, run_dir=self.folder, outputs=outputs,
-            voice=self.folder / "voice.wav", bgm=self._ordered("bgm", ".wav"),
+            voice=self.folder / paths.RUN_VOICE, bgm=self._ordered("bgm", ".wav"),
             mix=self._ordered("mix", ".wav"),
             timeline={s[1:]: base.with_suffix(s) for s in (".json", ".csv", ".srt")},
             plans=[p.with_name(f"{p.stem}.plan.json") for p in self._ordered("bgm", ".wav")],
-            transcript=self.folder / "transcript.json", report=self.folder / "report.md",
-            speech=self.folder / "speech.json", delivered=self.folder / "delivered.json",
+            transcript=self.folder / paths.RUN_TRANSCRIPT, report=self.folder / "report.md",
+            speech=self.folder / paths.RUN_SPEECH, delivered=self.folder / "delivered.json",
             profile=self.profile.name, music=self.music, stages=dict(self.stages.status),
             scores=self._ranking(),
         )  # fmt: skip
@@ -610,7 +600,6 @@ def _sidecar(value: str | None):
 
 
 def _captions_hash(source: Path, sidecar) -> str | None:
-
     captions = find_sidecar(source) if sidecar is None else (sidecar or None)
     return file_hash(captions) if captions else None
 

@@ -321,7 +321,6 @@ def long_video(
 
 
 def _read_cues(path: Path) -> list[tuple[float, float, str]]:
-
     return [(seg.start, seg.end, seg.text) for seg in read_captions(path)]
 
 

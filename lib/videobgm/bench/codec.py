@@ -128,7 +128,6 @@ def bench_codec(
 
 
 def _bench_encode(clips: int, repeats: int) -> dict:
-
     audio = _procedural_clip(sp.CLIP_SECONDS * clips)
     n = int(sp.CLIP_SECONDS * 44100)
     pieces = [audio[i * n : (i + 1) * n] for i in range(clips)]

@@ -124,7 +124,7 @@ def full_size_projection(
 ) -> list[dict]:
     """SD 1.5 (random weights; float32 on a CPU, fp16 on CUDA): one denoising step at batch 1
     (and 4 with ``full``), VAE encode and decode, and the projected seconds per clip for both
-    ways. ``sizes`` (:class:`videobgm.bench_models.DiffusionSizes`) replaces SD 1.5's."""
+    ways. ``sizes`` (:class:`videobgm.models.full.DiffusionSizes`) replaces SD 1.5's."""
     import torch
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32

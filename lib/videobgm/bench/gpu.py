@@ -17,7 +17,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from videobgm import generate, pipeline, sample
+from videobgm import generate, paths, pipeline, sample
 from videobgm.bench.core import NO_CUDA, in_section, median_time, profile_env, row, skipped
 from videobgm.bench.generation import clip_requests, original_time
 from videobgm.models import full as bench_models
@@ -129,7 +129,7 @@ def _end_to_end(profile, device: str, minutes: float, steps: int) -> list[dict]:
                      device=device, steps=steps)  # fmt: skip
         seconds = time.perf_counter() - started
         peak_gb = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
-        stages = json.loads((run_dir / "stages.json").read_text())
+        stages = json.loads((run_dir / paths.RUN_STAGES).read_text())
     by_stage = ", ".join(f"{k} {v['seconds']:.1f}" for k, v in stages.items())
     ten = minutes == 10
     rows = [row(

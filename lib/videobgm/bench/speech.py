@@ -2,7 +2,7 @@
 called them (``large``, English forced, temperature fallback, conditioning on previous text).
 
 Both run full-size architectures with random weights (the ``bench`` profile), decoding a fixed
-transcript per 30 s window (:func:`videobgm.bench_models.fixed_tokens`), so that decoding costs
+transcript per 30 s window (:func:`videobgm.models.full.fixed_tokens`), so that decoding costs
 what it costs on real speech. Ours goes through :func:`videobgm.transcribe.transcribe` exactly
 as the pipeline calls it (language detection included): Whisper ``small`` on a CPU, ``turbo``
 in fp16 on CUDA. The baseline is ``large-v3`` (what ``whisper.load_model("large")`` loads).

@@ -5,7 +5,7 @@ with the video's length.
 End to end runs the offline path (captions and intended timeline beside the generated videos,
 procedural music, spectral separation): the non-model stages, each run in a fresh process so
 that its peak memory is its own. The original-style run does the same work the original way
-(:func:`videobgm.baselines.original_style_run`). Model stages are measured in their own
+(:func:`videobgm.bench.baselines.original_style_run`). Model stages are measured in their own
 sections (transcription, generation) and on a GPU.
 """
 

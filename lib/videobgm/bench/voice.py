@@ -37,7 +37,6 @@ def demo_voice(seconds: float | None = None) -> np.ndarray:
 
 
 def _separate(mixed: np.ndarray, method: str) -> np.ndarray:
-
     return separate.separate(mixed, RATE, method, model="tiny" if method == "demucs" else None)
 
 
@@ -145,7 +144,6 @@ def demo_music(seconds: float) -> np.ndarray:
 
 
 def _segments(seconds: float) -> list[tuple[float, float]]:
-
     story = read_captions(paths.samples() / "story.srt")
     period = len(demo_voice()) / RATE
     return [

@@ -1,6 +1,6 @@
 """From an emotion timeline to a background-music track exactly as long as the video.
 
-:func:`compose` plans each track (:mod:`videobgm.compose_plan`: which clip plays where, with
+:func:`compose` plans each track (:mod:`videobgm.compose.plan`: which clip plays where, with
 which prompts, seeds and alphas), renders every clip with one backend, and stitches them:
 
 - ``procedural``: a clip is the synthesiser's seed clip of its nearer keyframe (no weights).
@@ -98,7 +98,7 @@ def compose(
     """``variants`` background-music tracks for ``timeline`` (spans with start, end, emotion),
     each exactly ``round(duration_s * 44100)`` samples long. ``options`` are
     :func:`plan_tracks`'s (``music``, ``variants``, ``seed``, ``neutral``, ``profile``,
-    ``steps``, ``batch_size``, ``lora_scale``) and :func:`videobgm.compose_plan.make_plan`'s
+    ``steps``, ``batch_size``, ``lora_scale``) and :func:`videobgm.compose.plan.make_plan`'s
     (``crossfade_beats``, ``clips_per_prompt``, ``fade_out_s``, ``prompts``)."""
     plans = plan_tracks(timeline, duration_s, device=device, **options)
     return render(plans, device=device, progress=progress, procedural_images=procedural_images)
@@ -137,7 +137,7 @@ def plan_tracks(
     **plan_options: Any,
 ) -> list[Plan]:
     """The plans of ``variants`` tracks with seeds ``seed, seed + 1, ...``; extra keyword
-    arguments go to :func:`videobgm.compose_plan.make_plan`."""
+    arguments go to :func:`videobgm.compose.plan.make_plan`."""
     if music not in BACKENDS:
         raise InputError(f"music must be one of {', '.join(BACKENDS)}, not {music!r}")
     if isinstance(variants, bool) or not isinstance(variants, int) or variants < 1:
@@ -227,7 +227,6 @@ def _tracks(plans: Sequence[Plan], device: str | None, progress: bool):
 
 
 def _images_of(clips: Sequence[np.ndarray]) -> tuple[Any, ...]:
-
     return tuple(spectrogram.image_from_audio(clip) if np.any(clip) else None for clip in clips)
 
 
@@ -583,7 +582,6 @@ def _images_folder(path: Path) -> Path:
 
 
 def _save_image(image: Any, folder: Path, index: int) -> None:
-
     with atomic_output(folder / f"clip-{index:03d}.png") as tmp:
         image.save(tmp)
 

@@ -296,7 +296,6 @@ def _synthetic_row(track_id, moods, tags, rng, seconds) -> dict:
 
 
 def _write_synthetic_audio(stem: Path, row: dict, sample_rate: int, audio_format: str) -> None:
-
     audio = synth.track(row["moods"][0], row["seconds"], row["seed"], sample_rate)
     target = stem.with_suffix(f".{audio_format}")
     row["audio"] = f"{row['audio']}.{audio_format}"

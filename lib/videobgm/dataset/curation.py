@@ -6,7 +6,7 @@ The original project's recipe, step by step (each a function here or in a helper
    several gets one, by ``mood_rule``: ``first`` (the first of the track's own moods that is
    wanted), ``rarest`` (the wanted mood with the fewest tracks in the catalogue) or
    ``priority`` (the first in the order of ``moods``);
-2. **fetch** the audio (:mod:`videobgm.dataset_fetch`: local path, or URL via a cache);
+2. **fetch** the audio (:mod:`videobgm.dataset.fetch`: local path, or URL via a cache);
 3. **resample**: ffmpeg decodes at ``sample_rate`` (mono); audio at another rate than the
    spectrogram's 44.1 kHz is brought back to it, so 8 kHz audio keeps its 4 kHz band limit;
 4. **cut** ``clips_per_track`` random windows of ``window_s`` (starts on the 10 ms grid, drawn
@@ -379,7 +379,6 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_curate(args) -> int:
-
     params = CurateParams(
         moods=tuple(args.moods),
         mood_rule=args.mood_rule,

@@ -19,7 +19,7 @@ A video with no speech gets one calm (neutral) span, or one silence span under `
 switching penalty (zero penalty gives the argmax back); steps 2-4 then apply as for the rules.
 
 Timelines are written as JSON (a list of ``{start, end, emotion, confidence, segment_ids}``),
-CSV or SRT by :mod:`videobgm.timeline_io`, which also validates hand-edited timelines. The
+CSV or SRT by :mod:`videobgm.emotion.io`, which also validates hand-edited timelines. The
 ``videobgm timeline`` command is defined here.
 """
 

@@ -8,7 +8,7 @@ seconds, in the *same* on-disk formats, so that the real loading code (``whisper
 
 A model reference is either a hub id / Whisper model name, a local path, ``tiny:<part>``
 (resolved by :func:`locate`, building the tiny models on first use) or ``bench:<part>``: the
-pretrained architectures at full size with random weights (:mod:`videobgm.bench_models`, the
+pretrained architectures at full size with random weights (:mod:`videobgm.models.full`, the
 ``bench`` profile), for speed measurements without downloads.
 """
 

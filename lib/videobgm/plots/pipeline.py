@@ -123,14 +123,14 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
     """``report.md`` and ``timeline.png`` in a run folder, from the files the stages wrote."""
     import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
 
-    spans = timeline_io.load_timeline(folder / "timeline.json")
+    spans = timeline_io.load_timeline(folder / paths.RUN_TIMELINE)
     bgm = sorted(folder.glob("bgm*.wav"))
-    fig = plot_run(spans, folder / "voice.wav", bgm[0])
+    fig = plot_run(spans, folder / paths.RUN_VOICE, bgm[0])
     with paths.atomic_output(figure) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     ducking = _ducking_figure(folder, figure.with_name("ducking.png"))
-    stages = json.loads((folder / "stages.json").read_text())
+    stages = json.loads((folder / paths.RUN_STAGES).read_text())
     lines = [
         f"# videobgm run: {source.name}", "",
         f"- input: `{source}` ({info.duration_s:.2f} s, "
@@ -159,12 +159,12 @@ def _ducking_figure(folder: Path, figure: Path) -> list[str]:
     import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
 
     mixes = sorted(folder.glob("mix*.wav"))
-    if not (folder / "speech.json").exists() or not mixes:
+    if not (folder / paths.RUN_SPEECH).exists() or not mixes:
         return []
-    speech = vad.load_spans(folder / "speech.json")
+    speech = vad.load_spans(folder / paths.RUN_SPEECH)
     segments = []
-    if (folder / "transcript.json").exists():
-        segments = [(g.start, g.end) for g in load_transcript(folder / "transcript.json")]
+    if (folder / paths.RUN_TRANSCRIPT).exists():
+        segments = [(g.start, g.end) for g in load_transcript(folder / paths.RUN_TRANSCRIPT)]
     fig = plot_ducking(speech, mixes[0], sorted(folder.glob("bgm*.wav"))[0], segments=segments)
     with paths.atomic_output(figure) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")

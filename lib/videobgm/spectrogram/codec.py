@@ -394,7 +394,7 @@ def audio_from_image(
     when ``params`` is None (riffusion's defaults for images without EXIF, as the model's raw
     outputs are), so the loudness is the encoded audio's. ``postfilter``: ``"none"``;
     ``"normalize"``: peak at -0.1 dBFS; ``"riffusion"``: riffusion's normalise + compress chain
-    (:func:`videobgm.spectrogram_dsp.riffusion_postfilter`). The last two change the loudness."""
+    (:func:`videobgm.spectrogram.dsp.riffusion_postfilter`). The last two change the loudness."""
     return audio_from_images(
         [image], params, iterations=iterations, postfilter=postfilter, device=device
     )[0]
@@ -503,7 +503,6 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_to_image(args) -> int:
-
     params = SpectrogramParams(stereo=args.stereo)
     audio = decode_audio(args.audio, params.sample_rate, not args.stereo, args.start, args.duration)
     if audio.shape[-1] == 0:
@@ -515,7 +514,6 @@ def _cli_to_image(args) -> int:
 
 
 def _cli_to_audio(args) -> int:
-
     image = open_image(args.image)
     params = read_exif(image)[0]
     audio = audio_from_image(

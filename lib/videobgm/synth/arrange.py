@@ -1,8 +1,8 @@
 """Procedural music by emotion: numpy/scipy synthesis, deterministic by seed, no model weights.
 
-Each emotion label has a :class:`Style` (the table is in :mod:`videobgm.synth_styles`): metre,
+Each emotion label has a :class:`Style` (the table is in :mod:`videobgm.synth.styles`): metre,
 tempo, key, chord progression, and parts (drums, bass, chords, arpeggio, melody, drone) played
-by the instruments of :mod:`videobgm.synth_instruments`, with per-part saturation,
+by the instruments of :mod:`videobgm.synth.instruments`, with per-part saturation,
 tempo-locked tremolo and low-pass, a reverb and a soft limiter. Every tempo fits a whole number
 of bars into one 5.12 s clip (one riffusion image), so clips loop and chain on the beat. Audio
 is mono float32, peak below 1; the same arguments give the same samples, bit for bit.
@@ -473,7 +473,6 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_synth(args) -> int:
-
     style = style_for(args.emotion)
     audio = track(args.emotion, args.seconds, args.seed, args.sample_rate, args.level_db)
     path = write_audio(args.output, audio, args.sample_rate)
