@@ -25,10 +25,10 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse
-import torch
 from PIL import Image
 
 from videobgm.errors import InputError
@@ -37,6 +37,9 @@ from videobgm.models.profiles import default_device
 from videobgm.paths import atomic_output
 from videobgm.spectrogram import dsp
 from videobgm.vocab import CLIP_SECONDS as CLIP_SECONDS  # re-exported: one image's length
+
+if TYPE_CHECKING:  # annotations only; imported where used (torch is slow to import)
+    import torch
 
 INT16_SCALE = 32768.0  # riffusion computes amplitudes on int16 sample values
 DEFAULT_MAX_VALUE = 30e6  # riffusion's peak mel amplitude (int16 scale) for images without EXIF
@@ -173,6 +176,8 @@ def mel_filterbank(params: SpectrogramParams) -> np.ndarray:
 
 
 def _device(device) -> torch.device:
+    import torch  # deferred: seconds to import; --help needs none
+
     if device is None:
         device = default_device()
     return torch.device(device)
@@ -187,6 +192,8 @@ class _Encoder:
 
 @functools.lru_cache(maxsize=8)
 def _encoder(params: SpectrogramParams, device: torch.device) -> _Encoder:
+    import torch  # deferred: seconds to import; --help needs none
+
     fb = mel_filterbank(params)
     bins = int(np.nonzero(fb.any(axis=1))[0].max()) + 1
     with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only its matmul
@@ -198,6 +205,8 @@ def _encoder(params: SpectrogramParams, device: torch.device) -> _Encoder:
 def _mel_torch(x: torch.Tensor, params: SpectrogramParams, block: int = 1024) -> torch.Tensor:
     """``(n, samples)`` -> mel amplitudes ``(n, num_frequencies, 1 + samples // hop)``, computed
     ``block`` frames at a time so that long audio never holds its whole complex STFT."""
+    import torch  # deferred: seconds to import; --help needs none
+
     enc = _encoder(dataclasses.replace(params, stereo=False), x.device)
     half, hop = params.n_fft // 2, params.hop_length
     # Centred frames with riffusion's reflect padding (zeros for clips shorter than half an FFT).
@@ -235,6 +244,8 @@ def mel_from_audio(audio: np.ndarray, params: SpectrogramParams = SpectrogramPar
     """Mel amplitudes of float audio in [-1, 1] at ``params.sample_rate``, on riffusion's int16
     scale: ``(channels, num_frequencies, 1 + samples // hop_length)`` float32, with one channel
     unless ``params.stereo`` (stereo audio is averaged; mono is doubled for stereo params)."""
+    import torch  # deferred: seconds to import; --help needs none
+
     x = torch.from_numpy(as_channels(audio, params) * INT16_SCALE).to(_device(device or "cpu"))
     with torch.no_grad():
         return _mel_torch(x, params).cpu().numpy()
@@ -324,6 +335,8 @@ class _Decoder:
 
 @functools.lru_cache(maxsize=8)
 def _decoder(params: SpectrogramParams, device: torch.device) -> _Decoder:
+    import torch  # deferred: seconds to import; --help needs none
+
     num, den = phase_rate(params)
     n, hop = params.win_length * num // den, params.hop_length * num // den
     step_hz = params.sample_rate / params.win_length  # bin spacing of an FFT as long as the window
@@ -365,6 +378,8 @@ def audio_from_mel(
     channels per batched pass: by default all of them on a GPU, one at a time on a CPU, where a
     batch's working set falls out of the caches (8 clips at once measured 1.7x slower per clip).
     """
+    import torch  # deferred: seconds to import; --help needs none
+
     mel = np.asarray(mel, dtype=np.float32)
     if mel.ndim not in (2, 3, 4) or mel.shape[-2] != params.num_frequencies:
         raise InputError(f"mel shape {mel.shape} does not match {params.num_frequencies} bands")
