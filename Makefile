@@ -57,10 +57,10 @@ app: $(STAMP) ## serve the studio as a web app on http://127.0.0.1:8866 (APP_ARG
 # tests of [tool.mutmut] in pyproject.toml. mutmut wants the package at the top level, so it
 # runs on a copy in build/mutation (results stay there; a re-run retests only what changed).
 MUTATION_DIR := build/mutation
-MUTANTS ?= videobgm.media.x_mux* $(addprefix videobgm.emotion.x_,segment_labels* viterbi_path* \
+MUTANTS ?= videobgm.media.x_mux* $(addprefix videobgm.emotion.classifier.x_,segment_labels* viterbi_path* \
 	_extend_neutral* timeline* _checked* _tile* postprocess* _piece* _span* _join* _coalesce* \
-	_absorb* _strength*) $(addprefix videobgm.compose.x_,equal_power* stitch* _emit* _clip_gain* \
-	_finisher* _crossfade_inside*) videobgm.mix.* videobgm.compose_plan.* videobgm.spectrogram.* \
+	_absorb* _strength*) $(addprefix videobgm.compose.renderer.x_,equal_power* stitch* _emit* _clip_gain* \
+	_finisher* _crossfade_inside*) videobgm.mix.* videobgm.compose.plan.* videobgm.spectrogram.codec.* \
 	videobgm.separate.*
 MUTATION_JOBS ?= 2
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from videobgm import baselines, bench
-from videobgm import spectrogram as sp
+from videobgm import bench
+from videobgm.bench import baselines
+from videobgm.spectrogram import codec as sp
 
 # Small parameters keep the definitions' loops cheap: 8 kHz, 64 ms FFT, 16 bands.
 TOY = sp.SpectrogramParams(

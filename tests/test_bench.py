@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from videobgm import baselines, bench, bench_models, compose, media, models, sample, synth
-from videobgm.bench import video
+from videobgm import bench, media, sample
+from videobgm.bench import baselines, video
+from videobgm.compose import renderer as compose
+from videobgm.models import full as bench_models
+from videobgm.models import profiles as models
+from videobgm.synth import arrange as synth
 
 RATE = 44100
 TINY_WHISPER = dict(

@@ -16,9 +16,15 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from videobgm import cli, compose, compose_plan, synth, synth_instruments
-from videobgm.compose_plan import SILENCE
+from videobgm import cli
+from videobgm.compose import plan as compose_plan
+from videobgm.compose import renderer as compose
+from videobgm.compose.renderer import join_points
 from videobgm.errors import InputError
+from videobgm.metrics import local_rms, step_excess
+from videobgm.synth import arrange as synth
+from videobgm.synth import instruments as synth_instruments
+from videobgm.vocab import SILENCE
 
 RATE = 44100
 CLIP = synth.clip_samples()
@@ -31,31 +37,6 @@ def spans(*items: tuple[float, float, str]) -> list[dict]:
 
 STORY = spans((0, 7.3, "joy"), (7.3, 20, "sadness"), (20, 21, "anger"),
               (21, 30, "neutral"), (30, 44.4, "fear"), (44.4, 52, SILENCE))  # fmt: skip
-
-
-def step_excess(audio: np.ndarray, at: int, width: int = 16) -> float:
-    """How much the step into sample ``at`` exceeds the largest step around it: a click (a
-    discontinuity) stands out from its neighbours."""
-    if not width < at < len(audio) - width:
-        return 0.0
-    steps = np.abs(np.diff(audio[at - width - 1 : at + width].astype(np.float64)))
-    return float(steps[width] - np.delete(steps, width).max())
-
-
-def local_rms(audio: np.ndarray, at: int, seconds: float = 0.05) -> float:
-    half = round(seconds * RATE / 2)
-    window = audio[max(at - half, 0) : at + half].astype(np.float64)
-    return float(np.sqrt(np.mean(np.square(window)))) if window.size else 0.0
-
-
-def join_points(plan: compose_plan.Plan) -> list[int]:
-    """Every sample where a clip starts or ends, and where a transition's crossfade does."""
-    points = set()
-    for clip in plan.clips:
-        points.update((clip.start_sample, clip.start_sample + plan.clip_samples))
-        if clip.change_sample is not None:
-            points.update(clip.start_sample + clip.change_sample + d for d in (-22050, 22050))
-    return sorted(p for p in points if 0 < p < plan.samples)
 
 
 def assert_no_clicks(audio: np.ndarray, plan: compose_plan.Plan, fraction: float = 0.05):

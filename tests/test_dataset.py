@@ -18,11 +18,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from videobgm import cli, dataset, synth
-from videobgm.dataset_catalogue import Track, read_catalogue, synthetic_catalogue
-from videobgm.dataset_fetch import FetchError, FetchParams, fetch
+from videobgm import cli
+from videobgm.dataset import curation as dataset
+from videobgm.dataset.catalogue import Track, read_catalogue, synthetic_catalogue
+from videobgm.dataset.fetch import FetchError, FetchParams, fetch
 from videobgm.errors import InputError
-from videobgm.spectrogram import SpectrogramParams, mel_from_image, read_exif
+from videobgm.spectrogram.codec import SpectrogramParams, mel_from_image, read_exif
+from videobgm.synth import arrange as synth
 
 CLIPS = 2  # clips per track in the shared datasets
 PARAMS = dataset.CurateParams(clips_per_track=CLIPS)
@@ -368,7 +370,7 @@ def test_cli_curate_and_its_errors(catalogue, tmp_path, capsys):
 
 
 def test_push_to_hub_takes_the_token_from_the_environment_only(curated, monkeypatch):
-    from videobgm.dataset_card import push_to_hub
+    from videobgm.dataset.card import push_to_hub
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(InputError, match="HF_TOKEN"):

@@ -10,10 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from videobgm import cli, emotion, emotion_eval, media, models, timeline_io
-from videobgm.emotion import EMOTION_LABELS, Span, TimelineParams
+from videobgm import cli, media
+from videobgm.emotion import classifier as emotion
+from videobgm.emotion import eval as emotion_eval
+from videobgm.emotion import io as timeline_io
+from videobgm.emotion.classifier import TimelineParams
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.transcribe import Segment, Transcript
+from videobgm.vocab import EMOTION_LABELS, Span
 
 LABEL = {name: i for i, name in enumerate(EMOTION_LABELS)}
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from videobgm import evaluate, media, models, prompts, synth
-from videobgm.emotion import Span
+from videobgm import evaluate, media, prompts
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
+from videobgm.synth import arrange as synth
+from videobgm.vocab import Span
 
 RATE = 44100  # Hz
 
@@ -161,7 +163,8 @@ def test_embeddings_are_cached_per_file(clap, tmp_path):
 
 
 def test_cli_scores_a_track_against_its_timeline(tmp_path, capsys):
-    from videobgm import cli, timeline_io
+    from videobgm import cli
+    from videobgm.emotion import io as timeline_io
 
     spans = [Span(0.0, 4.0, "joy", 1.0), Span(4.0, 9.0, "sadness", 1.0)]
     timeline = timeline_io.save_timeline(spans, tmp_path / "t.json")

@@ -11,8 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from videobgm import generate, models, tiny
+from videobgm import generate
 from videobgm.generate import ClipRequest, PromptInput
+from videobgm.models import profiles as models
+from videobgm.models import tiny
 
 STEPS = 2
 HAPPY = PromptInput("happy, ukulele, success, progress, bold", seed=1)

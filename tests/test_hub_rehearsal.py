@@ -18,7 +18,13 @@ import sys
 
 import pytest
 
-from videobgm import media, models, separate, tiny
+from videobgm import media, separate
+
+# Commits for the rehearsal's refs/main. Emotion and riffusion: the pinned ones. JD97: a real
+from videobgm.models import profiles as models
+
+# Commits for the rehearsal's refs/main. Emotion and riffusion: the pinned ones. JD97: a real
+from videobgm.models import tiny
 
 # Commits for the rehearsal's refs/main. Emotion and riffusion: the pinned ones. JD97: a real
 # commit with both empty pickles (tree 52b2723). adefossez/HTDemucs: no commit could be

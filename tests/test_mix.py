@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from videobgm import media, mix, paths, synth
+from videobgm import media, mix, paths
 from videobgm.errors import InputError
+from videobgm.synth import arrange as synth
 
 RATE = 44100
 CUES = [(0.8, 7.17), (8.37, 17.52), (18.72, 26.14), (27.34, 33.27), (34.47, 41.27)]

@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from videobgm import models, paths
+from videobgm import paths
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from videobgm import cli, evaluate, media, pipeline, timeline_io
+from videobgm import cli, evaluate, media, pipeline
+from videobgm.emotion import io as timeline_io
 
 VARIANTS = 4
 

@@ -9,8 +9,9 @@ import weakref
 import numpy as np
 import pytest
 
-from videobgm import generate, models, pipeline, separate
+from videobgm import generate, pipeline, separate
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.transcribe import normalise_language
 
 RATE = 44100

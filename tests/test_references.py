@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from videobgm import compose, compose_plan
+from videobgm import compose
 from videobgm import spectrogram as sp
+from videobgm.compose import plan as compose_plan
 
 RATE = 44100
 

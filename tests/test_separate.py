@@ -3,8 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from videobgm import media, paths, separate, synth
+from videobgm import media, paths, separate
 from videobgm.errors import InputError
+from videobgm.synth import arrange as synth
 
 RATE = 44100
 

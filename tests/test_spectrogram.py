@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from videobgm import cli, media, paths
-from videobgm import spectrogram as sp
-from videobgm import spectrogram_dsp as dsp
 from videobgm.errors import InputError
+from videobgm.spectrogram import codec as sp
+from videobgm.spectrogram import dsp
 
 RATE = 44100
 CONFORMANCE = "clip_2_start_103694_ms_duration_5678_ms"

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from videobgm import cli, synth
+from videobgm import cli
 from videobgm.errors import InputError
-from videobgm.prompts import DATASET_MOODS
+from videobgm.synth import arrange as synth
+from videobgm.vocab import DATASET_MOODS
 
 SR = synth.SAMPLE_RATE
 CLIP = synth.clip_samples(SR)

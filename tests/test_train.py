@@ -16,8 +16,9 @@ import pytest
 import soundfile
 import torch
 
-from videobgm import cli, models, paths, train
+from videobgm import cli, paths, train
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.plots import train as train_plots
 from videobgm.train import model as train_model
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from videobgm import media, models
+from videobgm import media
 from videobgm import transcribe as tr
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 
 SR = tr.SAMPLE_RATE
 

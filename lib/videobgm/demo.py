@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from videobgm import models, paths, pipeline, reports
+from videobgm import paths, pipeline, reports
+from videobgm.models import profiles as models
 
 NOTEBOOK = "04-generate-bgm-for-video.ipynb"
 OUTPUT_DIR = "reports/demo"  # relative to the repository root

@@ -36,12 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import models, synth
 from videobgm.errors import InputError, VideobgmError
+from videobgm.models import profiles as models
+from videobgm.spectrogram import codec as spectrogram
+from videobgm.synth import arrange as synth
+from videobgm.vocab import IMAGE_PX
 
 DEFAULT_STEPS = 20  # DPM-Solver++ steps (riffusion and the original project: 50 PNDM steps)
 DEFAULT_BATCH = 4  # clips per denoising batch (CUDA; 1 on the CPU)
-IMAGE_PX = 512  # spectrogram images are 512 x 512: 512 mel bands x 5.12 s
 LORA_ADAPTER = "mood"  # the adapter name the mood LoRA is loaded under
 NEW_LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers/peft format
 OLD_LORA_FILE = "pytorch_lora_weights.bin"  # the old save_attn_procs format
@@ -533,8 +535,6 @@ def seed_image(emotion: str, seed: int = 0, variation: int = 0) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _seed_image(emotion: str, seed: int, variation: int) -> Any:
-    from videobgm import spectrogram
-
     image = spectrogram.image_from_audio(synth.clip(emotion, seed, variation))
     # The codec makes 1 + samples // hop columns (513 for a whole clip); the model works on
     # 512 x 512 (latents divisible by the UNet's downsampling): keep the first 512.
@@ -551,8 +551,6 @@ def images_to_audio(
     images per batched pass (default: :data:`DEFAULT_BATCH` on CUDA, 1 on the CPU, where one
     at a time was the fastest and memory stays bounded for any number of clips)."""
     from tqdm.auto import tqdm
-
-    from videobgm import spectrogram
 
     device = device or models.default_device()
     if batch_size is None:

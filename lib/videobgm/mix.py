@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from videobgm import vad
+from videobgm import media, vad
 from videobgm.errors import InputError
+from videobgm.media import AudioReader, write_audio_blocks
 
 FRAME_S = 0.01  # s; resolution of the activity and gain envelopes
 OVERSAMPLE = 4  # true-peak measurement oversampling (BS.1770 Annex 2)
@@ -626,7 +627,6 @@ def mix_files(
     (the speech activity and the ducking envelope, 100 values a second, are all it keeps).
     ``speech=None`` with ``"vad"`` in ``params.activity``: the detector runs on the voice file.
     """
-    from videobgm.media import AudioReader, write_audio_blocks
 
     params = params or MixParams()
     with AudioReader(voice_path, n_samples) as voice, AudioReader(music_path, n_samples) as music:
@@ -665,8 +665,6 @@ def measure_file(path: str | os.PathLike[str]) -> Delivered:
     import tempfile
 
     import soundfile as sf
-
-    from videobgm import media
 
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:

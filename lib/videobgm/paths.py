@@ -89,6 +89,16 @@ def runs() -> Path:
     return root() / "runs"
 
 
+# The files of a run folder, named once: the pipeline writes them; plots, benchmarks and the
+# studio read them.
+RUN_STAGES = "stages.json"  # each stage's key, seconds and outputs (what makes a re-run resume)
+RUN_SPEECH = "speech.json"  # speech spans from the VAD
+RUN_TRANSCRIPT = "transcript.json"  # Whisper's segments (or the sidecar captions')
+RUN_TIMELINE = "timeline.json"  # the emotion timeline (also .csv and .srt beside it)
+RUN_SCORES = "scores.npy"  # per-segment emotion probabilities
+RUN_VOICE = "voice.wav"  # the separated voice stem
+
+
 def shared() -> Path:
     """The steering repository's ``shared/`` folder (reference data such as the riffusion
     conformance clip): ``$VIDEOBGM_SHARED`` if set, else ``../shared`` beside the checkout.

@@ -37,10 +37,29 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import media, models, paths
-from videobgm.errors import InputError
+from videobgm import evaluate, generate, media, paths, prompts, vad
+from videobgm.compose import renderer as compose
+from videobgm.emotion import classifier as emotion
+from videobgm.emotion import io as timeline_io
+from videobgm.emotion.classifier import TimelineParams
+from videobgm.errors import InputError, VideobgmError
+from videobgm.evaluate import ranking_markdown
+from videobgm.mix import MixParams, measure_file, mix_files
+from videobgm.models import profiles as models
+from videobgm.plots.pipeline import write_report
+from videobgm.separate import DemucsParams, SpectralParams, separate_file
+from videobgm.transcribe import (
+    Transcript,
+    find_sidecar,
+    load_transcript,
+    normalise_language,
+    save_transcript,
+    split_sentences,
+    transcript_for,
+)
+from videobgm.vad import VadParams
+from videobgm.vocab import SAMPLE_RATE
 
-SAMPLE_RATE = 44100  # Hz; the pipeline's working rate (riffusion's)
 MIN_DURATION_S = 1.0  # shorter inputs are refused
 STAGE_VERSION = 1  # bump when a stage's outputs change meaning, to invalidate old run folders
 MUSIC = ("auto", "riffusion", "procedural")
@@ -83,7 +102,6 @@ class RunParams:
     rank: bool = False  # score each variant's fit to the timeline (CLAP); outputs best first
 
     def __post_init__(self) -> None:
-        from videobgm.transcribe import normalise_language
 
         # "English", "EN" and "en" are one language (Whisper's table); unknown: one sentence
         object.__setattr__(self, "language", normalise_language(self.language))
@@ -93,22 +111,16 @@ class RunParams:
             raise InputError(f"variants must be a whole number, not {self.variants!r}")
         if not 1 <= self.variants <= 16:
             raise InputError(f"variants must be between 1 and 16, not {self.variants}")
-        from videobgm.emotion import TimelineParams
-        from videobgm.mix import MixParams
 
         self.timeline_params(TimelineParams)  # each raises InputError on a bad value
         self.mix_params(MixParams)
 
     def mix_params(self, cls: Any = None) -> Any:
-        from videobgm.mix import MixParams
-
         return (cls or MixParams)(
             target_lufs=self.target_lufs, duck_db=self.duck_db, activity=self.activity
         )
 
     def timeline_params(self, cls: Any = None) -> Any:
-        from videobgm.emotion import TimelineParams
-
         return (cls or TimelineParams)(
             min_confidence=self.min_confidence, min_span_s=self.min_span_s,
             neutral_policy=self.neutral_policy, method=self.method,
@@ -151,7 +163,7 @@ class _Stages:
     def __init__(self, folder: Path, progress: bool, release: bool = True):
         self.folder = folder
         self.release = release  # drop each stage's models when it ends
-        self.log_path = folder / "stages.json"
+        self.log_path = folder / paths.RUN_STAGES
         self.records = json.loads(self.log_path.read_text()) if self.log_path.exists() else {}
         self.status: dict[str, str] = {}
         self.progress = progress
@@ -340,26 +352,21 @@ class _Job:
 
     def detect_speech(self) -> str:
         """``speech.json``: Silero VAD's spans on the original audio (16 kHz, streamed)."""
-        from videobgm.vad import VadParams
 
         key = _key("speech", self.input_hash, "silero-vad", dataclasses.asdict(VadParams()))
-        out = self.folder / "speech.json"
+        out = self.folder / paths.RUN_SPEECH
 
         def work() -> None:
-            from videobgm import vad
-
             vad.save_spans(vad.detect_file(self.source, progress=self.stages.progress), out)
 
         return self.stages.run("vad", key, [out], work)
 
     def transcribe(self) -> str:
-        from videobgm.transcribe import Transcript, save_transcript, transcript_for
-
         sidecar = _sidecar(self.settings.sidecar)
         captions = _captions_hash(self.source, sidecar)
         key = _key("transcript", self.input_hash, self.profile.whisper(self.device), captions,
                    self.settings.language)  # fmt: skip
-        out = self.folder / "transcript.json"
+        out = self.folder / paths.RUN_TRANSCRIPT
 
         def work() -> None:
             if not self.info.has_audio:  # nothing is said: the timeline becomes one calm span
@@ -374,11 +381,9 @@ class _Job:
         return self.stages.run("transcribe", key, [out], work)
 
     def analyse(self, transcript_key: str, speech_key: str) -> str:
-        from videobgm import timeline_io
-
         edited = self._edited_timeline()
         base = self.folder / "timeline"
-        outs = [base.with_suffix(s) for s in timeline_io.FORMATS] + [self.folder / "scores.npy"]
+        outs = [base.with_suffix(s) for s in timeline_io.FORMATS] + [self.folder / paths.RUN_SCORES]
         params = dataclasses.asdict(self.settings.timeline_params())
         edited_hash = file_hash(edited) if edited else None
         key = _key("timeline", transcript_key, speech_key, self.profile.emotion,
@@ -410,11 +415,8 @@ class _Job:
         return None
 
     def _spans(self, edited: Path | None):
-        from videobgm import emotion, timeline_io
-        from videobgm.transcribe import load_transcript, split_sentences
-
-        transcript = _snapped(split_sentences(load_transcript(self.folder / "transcript.json")),
-                              self.folder / "speech.json")  # fmt: skip
+        transcript = _snapped(split_sentences(load_transcript(self.folder / paths.RUN_TRANSCRIPT)),
+                              self.folder / paths.RUN_SPEECH)  # fmt: skip
         if edited is not None:
             spans = timeline_io.load_timeline(edited, self.info.duration_s)
             return spans, np.zeros((0, 7), np.float32)
@@ -423,15 +425,12 @@ class _Job:
         return emotion.timeline(transcript, scores, params, self.info.duration_s), scores
 
     def separate(self) -> str:
-        from videobgm.separate import DemucsParams, SpectralParams
-
         chosen = {"spectral": SpectralParams, "demucs": DemucsParams}.get(self.separator)
         params = dataclasses.asdict(chosen()) if chosen else {}
         key = _key("voice", self.input_hash, self.separator, params)
-        out = self.folder / "voice.wav"
+        out = self.folder / paths.RUN_VOICE
 
         def work() -> None:
-            from videobgm.separate import separate_file
 
             # Decoded, separated and written chunk by chunk (silence when there is no audio).
             model = "tiny" if self.separator == "demucs" and self.profile.offline else None
@@ -441,8 +440,6 @@ class _Job:
         return self.stages.run("separate", key, [out], work)
 
     def compose(self, timeline_key: str) -> str:
-        from videobgm import compose, prompts
-
         s = self.settings
         bgm = self._variant_paths("bgm", ".wav")
         plans = [p.with_name(f"{p.stem}.plan.json") for p in bgm]
@@ -452,9 +449,7 @@ class _Job:
                    self.info.duration_s)  # fmt: skip
 
         def work() -> None:
-            from videobgm import timeline_io
-
-            spans = timeline_io.load_timeline(self.folder / "timeline.json")
+            spans = timeline_io.load_timeline(self.folder / paths.RUN_TIMELINE)
             compose.compose_to_files(  # stitched and written block by block
                 spans, self.info.duration_s, bgm, music=self.music, variants=s.variants,
                 seed=s.seed, neutral="silence" if s.neutral_policy == "silence" else "music",
@@ -469,7 +464,6 @@ class _Job:
         (a local one by its bytes, so a retrained LoRA is never silently reused)."""
         if self.music != "riffusion":
             return None
-        from videobgm import generate
 
         lora, _ = generate.resolve_lora(self.profile.lora)
         weights = generate.lora_weights_file(lora) if lora else None
@@ -485,9 +479,7 @@ class _Job:
         key = _key("rank", compose_key, self.profile.clap, self.profile.clap_revision)
 
         def work() -> None:
-            from videobgm import evaluate, timeline_io
-
-            spans = timeline_io.load_timeline(self.folder / "timeline.json")
+            spans = timeline_io.load_timeline(self.folder / paths.RUN_TIMELINE)
             clap = evaluate.load_clap(self.profile, self.device)
             records = evaluate.rank_variants(self._variant_paths("bgm", ".wav"), spans, clap)
             with paths.atomic_output(out) as tmp:
@@ -523,13 +515,9 @@ class _Job:
         return self.stages.run("mix", key, outs, work)
 
     def _mix_one(self, bgm_path: Path, out: Path, params) -> None:
-        from videobgm import vad
-        from videobgm.mix import mix_files
-        from videobgm.transcribe import load_transcript
-
-        segments = [(s.start, s.end) for s in load_transcript(self.folder / "transcript.json")]
-        speech = vad.load_spans(self.folder / "speech.json")
-        mix_files(self.folder / "voice.wav", bgm_path, out, self.n_samples, params, segments,
+        segments = [(s.start, s.end) for s in load_transcript(self.folder / paths.RUN_TRANSCRIPT)]
+        speech = vad.load_spans(self.folder / paths.RUN_SPEECH)
+        mix_files(self.folder / paths.RUN_VOICE, bgm_path, out, self.n_samples, params, segments,
                   speech)  # fmt: skip
 
     def deliver(self, mix_key: str, rank_key: str, outputs: list[Path]) -> str:
@@ -583,7 +571,7 @@ class _Job:
 
     def _beside(self, outputs: list[Path]) -> list[tuple[Path, Path]]:
         first = outputs[0]
-        pairs = [(self.folder / "voice.wav", first.with_name(f"{first.stem}.voice.wav"))]
+        pairs = [(self.folder / paths.RUN_VOICE, first.with_name(f"{first.stem}.voice.wav"))]
         for run_bgm, run_mix, out in zip(
             self._ordered("bgm", ".wav"), self._ordered("mix", ".wav"), outputs, strict=True,
         ):  # fmt: skip
@@ -598,12 +586,8 @@ class _Job:
         key = _key("report", compose_key, deliver_key)
 
         def work() -> None:
-            from videobgm.plots.pipeline import write_report
-
             write_report(self.folder, self.source, self.info, self.music, out, figure)
             if self.settings.rank:
-                from videobgm.evaluate import ranking_markdown
-
                 text = out.read_text(encoding="utf-8") + "\n" + ranking_markdown(self._ranking())
                 with paths.atomic_output(out) as tmp:
                     tmp.write_text(text, encoding="utf-8")
@@ -621,12 +605,12 @@ class _Job:
         base = self.folder / "timeline"
         return Result(
             input=self.source, run_dir=self.folder, outputs=outputs,
-            voice=self.folder / "voice.wav", bgm=self._ordered("bgm", ".wav"),
+            voice=self.folder / paths.RUN_VOICE, bgm=self._ordered("bgm", ".wav"),
             mix=self._ordered("mix", ".wav"),
             timeline={s[1:]: base.with_suffix(s) for s in (".json", ".csv", ".srt")},
             plans=[p.with_name(f"{p.stem}.plan.json") for p in self._ordered("bgm", ".wav")],
-            transcript=self.folder / "transcript.json", report=self.folder / "report.md",
-            speech=self.folder / "speech.json", delivered=self.folder / "delivered.json",
+            transcript=self.folder / paths.RUN_TRANSCRIPT, report=self.folder / "report.md",
+            speech=self.folder / paths.RUN_SPEECH, delivered=self.folder / "delivered.json",
             profile=self.profile.name, music=self.music, stages=dict(self.stages.status),
             scores=self._ranking(),
         )  # fmt: skip
@@ -635,7 +619,6 @@ class _Job:
 def _snapped(transcript, speech_path: Path):
     """Whisper's segment boundaries moved to the speech detector's edges nearby, so emotion
     spans start where speech starts (caption times are the author's and stay)."""
-    from videobgm import vad
 
     if not transcript.source.startswith("whisper") or not len(transcript):
         return transcript
@@ -671,8 +654,6 @@ def _sidecar(value: str | None):
 
 
 def _captions_hash(source: Path, sidecar) -> str | None:
-    from videobgm.transcribe import find_sidecar
-
     captions = find_sidecar(source) if sidecar is None else (sidecar or None)
     return file_hash(captions) if captions else None
 
@@ -680,7 +661,6 @@ def _captions_hash(source: Path, sidecar) -> str | None:
 def _measured_record(out: Path, target, encode: int, ceiling_db: float | None = None) -> dict:
     """What the viewer gets: loudness and true peak of ``out``'s decoded audio, against the
     targets ``target`` (MixParams); ``ceiling_db``: the limiter ceiling the mix was made with."""
-    from videobgm.mix import measure_file
 
     measured = measure_file(out)
     return {
@@ -725,7 +705,6 @@ def run_folder(
     and the rest are still done. Outputs go to ``out_dir`` (default ``folder/videobgm/``), run
     folders inside ``runs_dir`` (default ``runs/``). Returns the results and
     ``{file: error sentence}`` for the failures."""
-    from videobgm.errors import VideobgmError
 
     folder = Path(folder)
     out_dir = paths.ensure_dir(Path(out_dir) if out_dir else folder / OUTPUT_FOLDER)

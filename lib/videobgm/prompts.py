@@ -24,10 +24,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from videobgm.errors import InputError
-from videobgm.models import EMOTION_LABELS
+from videobgm.vocab import DATASET_MOODS as DATASET_MOODS  # re-exported beside the table
+from videobgm.vocab import EMOTION_LABELS
 
 EMOTIONS = EMOTION_LABELS  # the classifier's labels, in its order
-DATASET_MOODS = ("angry", "fear", "funny", "happy", "quirky", "sad", "weird")  # LoRA captions
 EXTRA_MOOD_EMOTIONS = {"funny": "joy"}  # moods no table entry uses -> the emotion they resemble
 PROMPTS_ENV = "VIDEOBGM_PROMPTS"  # environment variable naming a user's prompt table
 _KEYS = {"mood", "prompts", "negative_prompt", "strength", "guidance_scale"}

@@ -30,8 +30,10 @@ import numpy as np
 
 from videobgm import media, paths
 from videobgm.errors import VideobgmError
+from videobgm.synth import arrange as synth
+from videobgm.transcribe import read_captions
+from videobgm.vocab import SAMPLE_RATE
 
-SAMPLE_RATE = 44100  # Hz
 ESPEAK_RATE = 22050  # Hz; what espeak-ng writes
 PAUSE_S = 1.2  # silence between two emotional stretches
 LEAD_IN_S = 0.8  # silence before the first line
@@ -172,7 +174,6 @@ def _rms(x: np.ndarray) -> float:
 
 def _background(voice: np.ndarray, seed: int = 7) -> np.ndarray:
     """Quiet procedural music plus a low noise floor, levelled against the voice."""
-    from videobgm import synth
 
     seconds = len(voice) / SAMPLE_RATE
     music = synth.render("neutral", seconds, seed=seed, sample_rate=SAMPLE_RATE)[: len(voice)]
@@ -320,8 +321,6 @@ def long_video(
 
 
 def _read_cues(path: Path) -> list[tuple[float, float, str]]:
-    from videobgm.transcribe import read_captions
-
     return [(seg.start, seg.end, seg.text) for seg in read_captions(path)]
 
 
@@ -329,8 +328,6 @@ def _long_soundtrack(path: Path, voice: np.ndarray, n_samples: int) -> Path:
     """Voice repeated, over a looping calm synthesiser clip and seeded noise, written one
     repetition at a time (16-bit WAV)."""
     import soundfile as sf
-
-    from videobgm import synth
 
     loop = np.asarray(synth.clip("neutral", seed=7), dtype=np.float32)
     speech_rms = _rms(voice[np.abs(voice) > 0.01])

@@ -31,8 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import models, paths
+from videobgm import media, paths
 from videobgm.errors import InputError
+from videobgm.metrics import mix_at_snr as mix_at_snr  # re-exported for existing callers
+from videobgm.metrics import si_sdr as si_sdr  # re-exported for existing callers
+from videobgm.models import profiles as models
+from videobgm.models.profiles import ModelUnavailableError, default_device
 
 SEPARATORS = ("spectral", "demucs", "none")
 TINY_DEMUCS_NAME = "tiny_htdemucs"  # bag name inside the local demucs repository
@@ -136,7 +140,6 @@ def separate_file(
     to exactly ``n_samples``; all silence when the file has no audio stream), written as a
     16-bit WAV or FLAC to ``out_path`` (atomically). Decoding, separation and writing are
     streamed (see :func:`separate_stream`). Returns the path written."""
-    from videobgm import media
 
     _check_method(method)
     has_audio = media.probe(source).has_audio
@@ -184,28 +187,6 @@ def _check_method(method: str) -> None:
 def _mono(block: np.ndarray) -> np.ndarray:
     data = np.asarray(block, dtype=np.float32)
     return data.mean(axis=0) if data.ndim == 2 else data
-
-
-# --------------------------------------------------------------------------- quality
-
-
-def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Scale-invariant signal-to-distortion ratio of ``estimate`` against ``reference`` in dB
-    (Le Roux et al., 2019): the reference scaled to fit the estimate best, over what is left.
-    Both mono and of the same length; no mean removal (audio is zero-mean)."""
-    estimate = np.asarray(estimate, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    alpha = np.dot(estimate, reference) / np.dot(reference, reference)
-    target = alpha * reference
-    return float(10 * np.log10(np.sum(target**2) / np.sum((estimate - target) ** 2)))
-
-
-def mix_at_snr(voice: np.ndarray, background: np.ndarray, snr_db: float) -> np.ndarray:
-    """``voice`` plus ``background`` scaled so that the voice is ``snr_db`` dB above it (RMS
-    over the whole length; the background is cut or must be at least as long)."""
-    background = np.asarray(background[: len(voice)], dtype=np.float64)
-    power = np.mean(np.square(voice, dtype=np.float64)) / np.mean(np.square(background))
-    return (voice + background * np.sqrt(power) * 10 ** (-snr_db / 20)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- spectral
@@ -375,7 +356,6 @@ def _demucs_stream(
     params: DemucsParams | None = None,
 ) -> Iterator[np.ndarray]:  # fmt: skip
     """Demucs' voice of a stream of blocks, one window at a time (see :func:`_windowed`)."""
-    from videobgm.models import default_device
 
     params = params or DemucsParams()
     device = device or default_device()
@@ -428,8 +408,6 @@ def load_demucs(model: str = "htdemucs", device: str = "cpu") -> Any:
     ``adefossez/HTDemucs`` first, its AWS mirror as the fallback), ``tiny`` from the local
     tiny repo. Held until :func:`videobgm.models.release_models`."""
     from demucs.pretrained import get_model
-
-    from videobgm.models import ModelUnavailableError
 
     try:
         if model in ("tiny", "tiny:demucs"):

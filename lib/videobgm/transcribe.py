@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from videobgm import media, models
+from videobgm import media
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.paths import atomic_output
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,11 @@ def normalise_language(value: str | None) -> str | None:
     """A spoken-language option as Whisper's code (``"English"``, ``"EN"``, ``"en"`` -> ``"en"``),
     through Whisper's own tables (codes, names and aliases such as ``"Castilian"``); None
     stays None (detect). An unknown language is one sentence."""
-    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
-
     if value is None or not str(value).strip():
         return None
+    # deferred: whisper imports torch, and `videobgm --help` builds a default RunParams
+    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+
     key = str(value).strip().lower()
     if key in LANGUAGES:
         return key

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from videobgm import media, paths, pipeline
-from videobgm.emotion import TIMELINE_LABELS
+from videobgm.vocab import TIMELINE_LABELS
 
 PLAYER_RATE = 22050  # Hz; embedded players are downsampled mono, to keep notebooks small
 

@@ -47,6 +47,7 @@ from videobgm.bench.music import bench_compose
 from videobgm.bench.speech import bench_transcription
 from videobgm.bench.video import bench_endtoend, bench_growth, bench_mux
 from videobgm.bench.voice import bench_mix, bench_separation
+from videobgm.plots import bench as plots
 
 __all__ = [
     "KINDS", "NO_CUDA", "ROW_KEYS", "SECTIONS", "bench_codec", "bench_compose", "bench_dataset",
@@ -118,8 +119,6 @@ def write_summary(rows: list[dict], out_dir: Path | None = None) -> dict[str, Pa
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from videobgm.plots import bench as plots
 
     out_dir = paths.ensure_dir(Path(out_dir) if out_dir else paths.bench_reports())
     written = {"summary": write_report("summary", rows, out_dir)}

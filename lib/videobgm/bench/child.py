@@ -3,7 +3,7 @@
 ``python -m videobgm.bench.child pipeline VIDEO OUT RUN_DIR``: :func:`videobgm.pipeline.run` on
 the offline path (tiny profile: the captions and timeline beside the video, procedural music,
 spectral separation). ``python -m videobgm.bench.child original VIDEO OUT``: the original
-project's non-model stages (:func:`videobgm.baselines.original_style_run`) with the timeline
+project's non-model stages (:func:`videobgm.bench.baselines.original_style_run`) with the timeline
 beside the video. Prints one JSON line: ``seconds`` (the job, imports excluded), ``stages``
 (seconds per stage), ``stage_peak_mb`` (the process's peak resident memory during each stage,
 from Linux's VmHWM, reset before each stage through ``/proc/self/clear_refs``) and
@@ -20,6 +20,10 @@ import resource
 import sys
 import time
 from pathlib import Path
+
+from videobgm import paths, pipeline
+from videobgm.bench import baselines
+from videobgm.emotion import io as timeline_io
 
 
 def reset_peak() -> bool:
@@ -46,8 +50,6 @@ _STAGE_PEAKS: dict[str, float] = {}
 
 
 def _pipeline(video: Path, out: Path, run_dir: Path) -> dict[str, float]:
-    from videobgm import pipeline
-
     run_stage = pipeline._Stages.run  # instrumented here only: peak memory per stage
 
     def measured(stages, name, key, outputs, work):
@@ -60,13 +62,11 @@ def _pipeline(video: Path, out: Path, run_dir: Path) -> dict[str, float]:
     pipeline._Stages.run = measured
     pipeline.run(video, out, run_dir, progress=False, profile="tiny", music="procedural",
                  separator="spectral")  # fmt: skip
-    records = json.loads((run_dir / "stages.json").read_text())
+    records = json.loads((run_dir / paths.RUN_STAGES).read_text())
     return {name: record["seconds"] for name, record in records.items()}
 
 
 def _original(video: Path, out: Path) -> dict[str, float]:
-    from videobgm import baselines, timeline_io
-
     def after(name: str) -> None:
         _STAGE_PEAKS[name] = peak_mb()
         reset_peak()
@@ -80,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     os.environ["VIDEOBGM_PROFILE"] = "tiny"  # the offline path, whatever the caller's setting
     import numpy  # noqa: F401 - imported before the clock starts, like the pipeline's modules
-
-    from videobgm import baselines, pipeline  # noqa: F401
 
     job, paths = args[0], [Path(a) for a in args[1:]]
     imports_mb = peak_mb()  # since exec: the interpreter and the imports

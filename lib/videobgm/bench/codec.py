@@ -6,14 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from videobgm import paths
+from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, row
+from videobgm.models.profiles import default_device
+from videobgm.spectrogram import codec as sp
 
 
 def _codec_images(width: int, count: int):
     """The reference image, ``count`` crops of it ``width`` px wide (EXIF kept) and where it
     came from: riffusion's conformance image when the shared folder has it, else procedural
     audio's image."""
-    from videobgm import spectrogram as sp
 
     folder = paths.shared() / "conformance" / "riffusion"
     found = sorted(folder.glob("*.png")) if folder.is_dir() else []
@@ -60,13 +62,9 @@ def bench_codec(
     second against the frame-by-frame recipe. Spectral convergence is measured on the whole
     reference image unless ``sc_width`` crops it. Smaller arguments (and fewer SGD steps for the
     baseline's mel inverse) make a quick smoke run."""
-    from videobgm import baselines
-    from videobgm import spectrogram as sp
 
     iterations = sp.DEFAULT_ITERATIONS if iterations is None else iterations
     if device is None:
-        from videobgm.models import default_device
-
         device = default_device()
     reference, crops, source = _codec_images(width, batch)
     if sc_width is not None:
@@ -130,9 +128,6 @@ def bench_codec(
 
 
 def _bench_encode(clips: int, repeats: int) -> dict:
-    from videobgm import baselines
-    from videobgm import spectrogram as sp
-
     audio = _procedural_clip(sp.CLIP_SECONDS * clips)
     n = int(sp.CLIP_SECONDS * 44100)
     pieces = [audio[i * n : (i + 1) * n] for i in range(clips)]

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from videobgm import paths
 from videobgm.bench.core import in_section, row
+from videobgm.dataset import curation as dataset
+from videobgm.dataset.catalogue import synthetic_catalogue
 
 
 def _curate_once(catalogue: Path, params, workers: int) -> object:
     import tempfile
-
-    from videobgm import dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-curate-") as tmp:
         return dataset.curate(catalogue, Path(tmp) / "ds", params, workers=workers, progress=False)
@@ -26,7 +26,7 @@ def _curate_once(catalogue: Path, params, workers: int) -> object:
 _PEAK_RSS = """
 import json, os, sys, threading, time
 from pathlib import Path
-from videobgm import dataset
+from videobgm.dataset import curation as dataset
 
 def hwm(pid):
     try:
@@ -90,8 +90,6 @@ def bench_dataset(
     MP3 files, as the original catalogue's: decode, resample to 44.1 kHz, cut, render, write),
     with ``workers`` processes against one, the spawning of the workers included; and peak
     memory for a catalogue 4 x larger. ``device`` is unused (curation runs on the CPU)."""
-    from videobgm import dataset
-    from videobgm.dataset_catalogue import synthetic_catalogue
 
     small, large = memory_tracks_per_mood
     catalogue = synthetic_catalogue(

@@ -23,7 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from videobgm import media, mix, paths, pipeline, separate, vad
 from videobgm.bench.core import in_section, row
+from videobgm.synth import arrange as synth
+from videobgm.transcribe import read_captions
 
 RATE = 44100  # Hz; the pipeline's rate
 BED_DBFS = -32.0  # RMS of the old music bed under the original speech
@@ -44,8 +47,6 @@ class Scene:
 
 def dialogue_turns() -> tuple[tuple[float, float], ...]:
     """The turns' times, read from ``dialogue.srt``."""
-    from videobgm import paths
-    from videobgm.transcribe import read_captions
 
     return tuple((s.start, s.end) for s in read_captions(paths.samples() / "dialogue.srt"))
 
@@ -53,7 +54,6 @@ def dialogue_turns() -> tuple[tuple[float, float], ...]:
 def noisy_scene(noise_dbfs: float, seed: int = 0, emotion: str = "joy") -> Scene:
     """The dialogue over a chord bed at :data:`BED_DBFS` and noise at ``noise_dbfs`` (RMS);
     its voice isolated; new ``emotion`` music as long as it."""
-    from videobgm import media, paths, separate, synth
 
     speech = media.decode_audio(paths.samples() / "dialogue.flac", RATE)
     seconds = len(speech) / RATE
@@ -127,7 +127,6 @@ def ducking_depth_db(mixed: np.ndarray, scene: Scene, rate: int = RATE) -> float
 def mix_scene(scene: Scene, activity: str) -> np.ndarray:
     """The scene's final mix with speech activity from ``activity`` (VAD on the original
     audio, as the pipeline runs it)."""
-    from videobgm import mix, vad
 
     speech = vad.detect_array(scene.original, RATE) if "vad" in activity else ()
     params = mix.MixParams(activity=activity)
@@ -152,7 +151,6 @@ def boundary_rows() -> list[dict]:
     on the demo video (truth: its clean voice, ``story.voice.flac``) and on ``heldout.flac``
     (truth: itself, clean), both by :func:`clean_speech_spans`: where a Whisper boundary
     snapped to that edge lands."""
-    from videobgm import media, paths, vad
 
     rows = []
     for name, clean in (("story.mp4", "story.voice.flac"), ("heldout.flac", "heldout.flac")):
@@ -178,7 +176,6 @@ TALK_NOISE_DBFS = -34.0  # the end-to-end scene's noise
 
 def talking_video(scene: Scene, path: Path) -> Path:
     """A small grey video whose audio is ``scene.original``, in ``path``'s container."""
-    from videobgm import media
 
     soundtrack = media.write_audio(path.with_suffix(".source.wav"), scene.original, RATE)
     seconds = len(scene.original) / RATE
@@ -194,8 +191,6 @@ def delivered_depth_db(result, scene: Scene) -> float:
     """:func:`ducking_depth_db` of a run's delivered file, decoded, against its music stem."""
     import dataclasses
 
-    from videobgm import media
-
     audio = media.decode_audio(result.outputs[0], RATE)
     bgm = media.decode_audio(result.bgm[0], RATE)[: len(audio)]
     return ducking_depth_db(audio[: len(bgm)], dataclasses.replace(scene, music=bgm))
@@ -206,8 +201,6 @@ def delivered_rows() -> list[dict]:
     the decoded delivered file."""
     import json
     import tempfile
-
-    from videobgm import media, mix, pipeline
 
     scene, rows = noisy_scene(TALK_NOISE_DBFS), []
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,7 +228,6 @@ def bench_ducking(
 ) -> list[dict]:  # fmt: skip
     """Rows: the VAD's real-time factor; the ducking depth per noise level, Silero VAD
     (ours) against the voice envelope (the baseline, what the mix used before)."""
-    from videobgm import vad
 
     rows = []
     for level in noise_levels:

@@ -11,7 +11,11 @@ denoising steps (img2img skips the rest). The GPU section measures full-size cli
 
 from __future__ import annotations
 
+from videobgm import generate, prompts
+from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, row
+from videobgm.models import full as bench_models
+from videobgm.models import profiles as models
 
 STRENGTH = 0.75  # img2img strength (the original project's)
 
@@ -19,7 +23,6 @@ STRENGTH = 0.75  # img2img strength (the original project's)
 def clip_requests(count: int, seed: int = 0) -> list:
     """``count`` clip requests walking from a joy prompt to a sadness prompt (alpha evenly
     spaced), seeded, from each emotion's seed spectrogram, as a composition makes them."""
-    from videobgm import generate, prompts
 
     table = prompts.load_prompts()
     joy, sad = table["joy"], table["sadness"]
@@ -39,7 +42,6 @@ def bench_generation(
     """Tiny model: seconds per clip, ours against the original way, on ``device``; then, with
     ``full_size``, the SD 1.5 architecture's step and VAE times on the CPU and the projected
     full-size clip (with ``full``: a warm-up and two timed steps, and batch 4 too)."""
-    from videobgm import generate, models
 
     device = device or models.default_device()
     riff = generate.riffusion_from_refs(models.TINY.diffusion, models.TINY.lora, device)
@@ -69,7 +71,6 @@ def bench_generation(
 def original_time(riff, requests, steps: int, repeats: int) -> float:
     """Median seconds of the original way for ``requests`` with ``riff``'s pipeline, on the
     same CPU threads as ours."""
-    from videobgm import baselines, models
 
     with models.model_threads(riff.ref, str(riff.device)):  # the same threads as ours
         return median_time(lambda: baselines.original_generate(riff.pipe, requests, steps),
@@ -123,10 +124,8 @@ def full_size_projection(
 ) -> list[dict]:
     """SD 1.5 (random weights; float32 on a CPU, fp16 on CUDA): one denoising step at batch 1
     (and 4 with ``full``), VAE encode and decode, and the projected seconds per clip for both
-    ways. ``sizes`` (:class:`videobgm.bench_models.DiffusionSizes`) replaces SD 1.5's."""
+    ways. ``sizes`` (:class:`videobgm.models.full.DiffusionSizes`) replaces SD 1.5's."""
     import torch
-
-    from videobgm import bench_models
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     pipe = bench_models.diffusion_pipeline(sizes).to(device, dtype)

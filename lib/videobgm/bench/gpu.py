@@ -17,7 +17,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from videobgm import generate, paths, pipeline, sample
 from videobgm.bench.core import NO_CUDA, in_section, median_time, profile_env, row, skipped
+from videobgm.bench.generation import clip_requests, original_time
+from videobgm.models import full as bench_models
+from videobgm.models import profiles as models
 
 GOAL_CLIPS_PER_S = 8.0  # at 20 steps with batching, H200-class (issue 9)
 GOAL_E2E_S = 30.0  # a 10-minute video end to end
@@ -41,8 +45,6 @@ def bench_gpu(
     PNDM steps, one clip per call), the top kernels of one batch, and (``minutes``) a whole
     video at the fewest ``steps`` with ``profile`` (default ``bench``) on ``device`` (default
     ``cuda``; the tiny profile on a CPU exercises the code in tests)."""
-    from videobgm import generate, models
-    from videobgm.bench.generation import clip_requests, original_time
 
     device = device or "cuda"
     reason = cuda_missing(device)
@@ -110,8 +112,6 @@ def _end_to_end(profile, device: str, minutes: float, steps: int) -> list[dict]:
 
     import torch
 
-    from videobgm import bench_models, pipeline, sample
-
     video = sample.long_video(60 * minutes, size=(320, 180), fps=15)
     timeline = video.with_name(f"{video.stem}.timeline.json")
     with (
@@ -129,7 +129,7 @@ def _end_to_end(profile, device: str, minutes: float, steps: int) -> list[dict]:
                      device=device, steps=steps)  # fmt: skip
         seconds = time.perf_counter() - started
         peak_gb = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
-        stages = json.loads((run_dir / "stages.json").read_text())
+        stages = json.loads((run_dir / paths.RUN_STAGES).read_text())
     by_stage = ", ".join(f"{k} {v['seconds']:.1f}" for k, v in stages.items())
     ten = minutes == 10
     rows = [row(

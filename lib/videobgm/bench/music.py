@@ -7,12 +7,18 @@ import statistics
 
 import numpy as np
 
+from videobgm import metrics
+from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, row
+from videobgm.compose import plan as compose_plan
+from videobgm.compose import renderer as compose
+from videobgm.spectrogram import codec as spectrogram
+from videobgm.synth import arrange as synth
+from videobgm.vocab import EMOTION_LABELS
 
 
 def _timeline(seconds: float, seed: int = 0) -> list[dict]:
     """Spans of 3-40 s with random emotions (all 7 labels) covering ``seconds``."""
-    from videobgm.models import EMOTION_LABELS
 
     rng = np.random.default_rng(seed)
     spans, start = [], 0.0
@@ -33,7 +39,6 @@ def bench_compose(
     (``codec_minutes``) the same with riffusion-like clips; and the riffusion backend's time
     per clip with the tiny model (for the record: a random tiny UNet says nothing of the
     full-size model's speed)."""
-    from videobgm import compose, synth
 
     seconds = 60.0 * minutes
     timeline = _timeline(seconds)
@@ -89,7 +94,6 @@ def _codec_clicks(minutes: float) -> dict:
     """Clicks when every clip has been through the codec (image and back, so with
     Griffin-Lim's phase, as riffusion's clips have: their waveforms do not continue one
     another): our plan's stitching against the original's butting, on the same kind of clips."""
-    from videobgm import baselines, compose, compose_plan
 
     seconds = 60.0 * minutes
     timeline = _timeline(seconds, seed=2)
@@ -98,7 +102,7 @@ def _codec_clicks(minutes: float) -> dict:
     clips = [_round_trip(clip, decoded) for clip in compose.procedural_clips(plan)]
     ours = compose.count_clicks(compose.stitch(plan, clips), plan, clips)
     audio, butted = baselines.original_compose(timeline, render=lambda c: _round_trip(c, decoded))
-    theirs = sum(compose.is_click(audio, at) for at in butted)
+    theirs = sum(metrics.is_click(audio, at) for at in butted)
     return _click_row(
         f"riffusion-like clips, {minutes:g}-minute timeline", ours, theirs,
         f"every clip through the codec (audio -> image -> audio); ours: "
@@ -114,7 +118,6 @@ def _click_row(what: str, ours: int, theirs: int, note: str) -> dict:
 def _round_trip(clip: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
     """``clip`` through the spectrogram codec, as long as it was (cached by identity: the
     synthesiser returns the same array for the same clip)."""
-    from videobgm import spectrogram
 
     key = id(clip)
     if key not in cache:
@@ -129,16 +132,15 @@ def _round_trip(clip: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
 
 def _clicks(track, timeline: list[dict], minutes: float) -> dict:
     """Clicks at the joins of our track and of the original project's butted clips."""
-    from videobgm import baselines, compose
 
     ours = compose.count_clicks(track.audio, track.plan)
     joins = compose.join_points(track.plan)
     audio, butted = baselines.original_compose(timeline)
-    theirs = sum(compose.is_click(audio, at) for at in butted)
+    theirs = sum(metrics.is_click(audio, at) for at in butted)
     return _click_row(
         f"{minutes:g}-minute timeline", ours, theirs,
         f"ours: {len(joins)} joins (clip edges, transition fades), equal-power crossfades "
         f"on the beat; baseline: {len(butted)} butted joins of independently made clips. A "
-        f"click: a step that exceeds the largest step within {compose.CLICK_WIDTH} samples by "
-        f"more than the clips' own step there plus {compose.CLICK_FRACTION:g} x the 50 ms RMS",
+        f"click: a step that exceeds the largest step within {metrics.CLICK_WIDTH} samples by "
+        f"more than the clips' own step there plus {metrics.CLICK_FRACTION:g} x the 50 ms RMS",
     )  # fmt: skip

@@ -2,7 +2,7 @@
 called them (``large``, English forced, temperature fallback, conditioning on previous text).
 
 Both run full-size architectures with random weights (the ``bench`` profile), decoding a fixed
-transcript per 30 s window (:func:`videobgm.bench_models.fixed_tokens`), so that decoding costs
+transcript per 30 s window (:func:`videobgm.models.full.fixed_tokens`), so that decoding costs
 what it costs on real speech. Ours goes through :func:`videobgm.transcribe.transcribe` exactly
 as the pipeline calls it (language detection included): Whisper ``small`` on a CPU, ``turbo``
 in fp16 on CUDA. The baseline is ``large-v3`` (what ``whisper.load_model("large")`` loads).
@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from videobgm import media, paths, transcribe
+from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, profile_env, row
+from videobgm.models import full as bench_models
+from videobgm.models import profiles as models
 
 RATE = 16000  # Hz; Whisper's
 
@@ -21,7 +25,6 @@ RATE = 16000  # Hz; Whisper's
 def speech_audio(seconds: float) -> np.ndarray:
     """The demo sample's soundtrack (voice over music and noise) at 16 kHz, repeated to
     ``seconds``."""
-    from videobgm import media, paths
 
     audio = media.decode_audio(paths.demo_video(), RATE)
     n = int(seconds * RATE)
@@ -37,7 +40,6 @@ def bench_transcription(
     ``full``), ours (``profile``, default the bench profile) against the baseline (Whisper
     ``baseline`` dimensions, or ``baseline_dims``, random weights, in memory); a minute or
     more per run on a CPU, so ``repeats // 5`` runs each (at least one)."""
-    from videobgm import baselines, bench_models, models, transcribe
 
     device = device or models.default_device()
     profile = profile or models.BENCH

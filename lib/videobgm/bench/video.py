@@ -5,7 +5,7 @@ with the video's length.
 End to end runs the offline path (captions and intended timeline beside the generated videos,
 procedural music, spectral separation): the non-model stages, each run in a fresh process so
 that its peak memory is its own. The original-style run does the same work the original way
-(:func:`videobgm.baselines.original_style_run`). Model stages are measured in their own
+(:func:`videobgm.bench.baselines.original_style_run`). Model stages are measured in their own
 sections (transcription, generation) and on a GPU.
 """
 
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from videobgm import media, paths, sample
+from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, row, run_child
 
 MUX_SIZE = (1920, 1080)  # px; a creator's video: re-encoding cost grows with the pixels
@@ -34,7 +36,6 @@ def bench_mux(
     """Stream copy (:func:`videobgm.media.mux`) against a moviepy-style re-encode of the same
     video with the same new audio: a generated ``seconds`` video of ``size`` at ``fps``, and
     (``demo``) the demo sample; plus whether the video packets are the input's, bit for bit."""
-    from videobgm import paths, sample
 
     videos = [sample.long_video(seconds, size=size, fps=fps)]
     if demo:
@@ -52,7 +53,6 @@ def mux_times(video: Path, repeats: int = 3) -> dict:
     """Seconds to mux a new soundtrack into ``video`` (median of ``repeats``) and to re-encode
     it moviepy's way (median of ``repeats // 3``), and the share of video packets each output
     keeps bit for bit. Memoised per video (the end-to-end projection reuses it)."""
-    from videobgm import baselines, media
 
     key = str(video)
     if key in _MUX:
@@ -101,7 +101,6 @@ _MEASURED: dict[tuple, dict] = {}  # one measurement per job and video in a proc
 def measure(job: str, minutes: float, size=E2E_SIZE, fps: int = E2E_FPS) -> dict:
     """Run ``job`` (``pipeline`` or ``original``) on a generated ``minutes`` video in a fresh
     process: seconds (the job itself), seconds per stage, peak memory. Memoised."""
-    from videobgm import sample
 
     key = (job, minutes, tuple(size), fps)
     if key not in _MEASURED:
@@ -155,7 +154,6 @@ def projected_row(
     baseline's re-encode replaced by the clip's re-encode time x (duration / clip); ours gets
     the clip's mux time x (duration / clip) added on top of its measured delivery (an
     overestimate)."""
-    from videobgm import sample
 
     ours, theirs = measure("pipeline", minutes, size, fps), measure("original", minutes, size, fps)
     clip = mux_times(sample.long_video(seconds, size=target, fps=MUX_FPS), max(repeats, 3))

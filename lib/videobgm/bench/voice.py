@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from videobgm import media, metrics, mix, paths, separate, vad
+from videobgm.bench import baselines
 from videobgm.bench.core import in_section, median_time, row
+from videobgm.compose import renderer as compose
+from videobgm.emotion import io as timeline_io
+from videobgm.synth import arrange as synth
+from videobgm.synth.styles import STYLES
+from videobgm.transcribe import read_captions
 
 RATE = 44100  # Hz
 
@@ -21,7 +28,6 @@ RATE = 44100  # Hz
 def demo_voice(seconds: float | None = None) -> np.ndarray:
     """The demo story's clean voice at 44.1 kHz (the separation reference), repeated or cut
     to ``seconds`` when given."""
-    from videobgm import media, paths
 
     voice = media.decode_audio(paths.samples() / "story.voice.flac", RATE)
     if seconds is None:
@@ -31,8 +37,6 @@ def demo_voice(seconds: float | None = None) -> np.ndarray:
 
 
 def _separate(mixed: np.ndarray, method: str) -> np.ndarray:
-    from videobgm import separate
-
     return separate.separate(mixed, RATE, method, model="tiny" if method == "demucs" else None)
 
 
@@ -44,7 +48,6 @@ def bench_separation(
     """SI-SDR of every method on every (emotion, SNR) mixture against the mixture's own (rows
     for all but the tiny random demucs, whose numbers mean nothing), the mean improvement per
     method (bar for ``spectral``: +6 dB), and each method's time."""
-    from videobgm import separate, synth
 
     voice = demo_voice(seconds)
     rows, gains = [], {m: [] for m in methods}
@@ -52,11 +55,11 @@ def bench_separation(
     for emotion in emotions:
         music = synth.render(emotion, len(voice) / RATE, seed=3)
         for snr in snrs:
-            mixed = separate.mix_at_snr(voice, music, snr)
+            mixed = metrics.mix_at_snr(voice, music, snr)
             mixtures.append(mixed)
-            before = separate.si_sdr(mixed, voice)
+            before = metrics.si_sdr(mixed, voice)
             for method in methods:
-                after = separate.si_sdr(_separate(mixed, method), voice)
+                after = metrics.si_sdr(_separate(mixed, method), voice)
                 gains[method].append(after - before)
                 if method == "demucs":  # random tiny weights: only the mean is shown
                     continue
@@ -87,17 +90,15 @@ def held_out_separation(snrs: tuple[float, ...] = (0.0, -6.0)) -> dict:
     """Mean SI-SDR improvement of the spectral separator on what its tuning never saw: a
     third speaker saying new text (``data/samples/heldout.flac``) over every music style with
     unseen seeds, at each SNR."""
-    from videobgm import media, paths, separate, synth
-    from videobgm.synth_styles import STYLES
 
     voice = media.decode_audio(paths.samples() / "heldout.flac", RATE)
     gains = []
     for k, emotion in enumerate(STYLES):
         music = synth.render(emotion, len(voice) / RATE, seed=HELD_OUT_SEED + k)[: len(voice)]
         for snr in snrs:
-            mixed = separate.mix_at_snr(voice, music, snr)
-            gain = separate.si_sdr(_separate(mixed, "spectral"), voice)
-            gains.append(gain - separate.si_sdr(mixed, voice))
+            mixed = metrics.mix_at_snr(voice, music, snr)
+            gain = metrics.si_sdr(_separate(mixed, "spectral"), voice)
+            gains.append(gain - metrics.si_sdr(mixed, voice))
     return row(
         "mean SI-SDR improvement, spectral, held-out speaker and music", "dB",
         float(np.mean(gains)), 0.0, kind="quality", bar=">= +6 dB",
@@ -129,7 +130,6 @@ def _separation_speed(mixed: np.ndarray, methods, repeats: int) -> list[dict]:
 
 def demo_music(seconds: float) -> np.ndarray:
     """Procedural music for the demo story's timeline (repeated), ``seconds`` long."""
-    from videobgm import compose, paths, timeline_io
 
     spans = timeline_io.load_timeline(paths.samples() / "story.timeline.json")
     period = spans[-1].end
@@ -144,9 +144,6 @@ def demo_music(seconds: float) -> np.ndarray:
 
 
 def _segments(seconds: float) -> list[tuple[float, float]]:
-    from videobgm import paths
-    from videobgm.transcribe import read_captions
-
     story = read_captions(paths.samples() / "story.srt")
     period = len(demo_voice()) / RATE
     return [
@@ -164,7 +161,6 @@ def bench_mix(
     """Loudness error, true peak and ducking depth of our mix against the original project's,
     on the demo voice with procedural music (``seconds``, default 600: a 10-minute video), and
     the time each takes."""
-    from videobgm import baselines, mix, vad
 
     seconds = seconds or 600.0
     voice, music = demo_voice(seconds), demo_music(seconds)

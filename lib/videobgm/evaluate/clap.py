@@ -10,9 +10,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from videobgm import media, models, paths
-from videobgm.dataset_clips import to_rate
+from videobgm import media, paths
+from videobgm.dataset.clips import to_rate
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 
 CLAP_RATE = 48000  # Hz; CLAP's feature extractor works at 48 kHz
 RATE_44K = 44100  # Hz; the project's audio rate (composed music, decoded dataset clips)

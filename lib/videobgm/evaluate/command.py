@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from videobgm import paths, timeline_io
+from videobgm import paths
+from videobgm.emotion import io as timeline_io
 from videobgm.evaluate.alignment import align_file
 from videobgm.evaluate.clap import load_clap
 

@@ -11,11 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import models, prompts
+from videobgm import prompts
+from videobgm.compose import renderer as compose
+from videobgm.dataset import curation as dataset
 from videobgm.errors import InputError
 from videobgm.evaluate.alignment import Alignment, emotion_embeddings, score_embeddings
 from videobgm.evaluate.clap import RATE_44K, Clap
 from videobgm.evaluate.fad import fad
+from videobgm.models import profiles as models
+from videobgm.spectrogram import codec as spectrogram
+from videobgm.vocab import Span
 
 STUDY_BACKENDS = ("procedural", "riffusion", "riffusion+lora")  # what notebook 06 compares
 
@@ -27,8 +32,6 @@ def backend_clips(
     """One clip of ``seconds`` per seed for ``emotion`` from a backend: ``procedural``,
     ``riffusion`` (no LoRA: scale 0) or ``riffusion+lora`` (``lora``, default the profile's),
     through :func:`videobgm.compose.compose` (44.1 kHz mono float32)."""
-    from videobgm import compose
-    from videobgm.emotion import Span
 
     if backend not in STUDY_BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(STUDY_BACKENDS)}")
@@ -95,8 +98,6 @@ def reference_embeddings(
     spectrogram images decoded back to audio): ``{mood: (n, dim)}``; moods the dataset lacks
     are left out."""
     import json
-
-    from videobgm import dataset, spectrogram
 
     folder = Path(dataset_dir) / "train"
     metadata = folder / "metadata.jsonl"

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from videobgm.dataset import band_centres_hz, rows_above
-from videobgm.spectrogram import SpectrogramParams, mel_from_image
+from videobgm.dataset.curation import band_centres_hz, rows_above
+from videobgm.spectrogram.codec import SpectrogramParams, mel_from_image
 
 # One colour per dataset mood, the same in every figure.
 MOOD_COLORS = {

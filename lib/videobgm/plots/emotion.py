@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from videobgm.emotion import EMOTION_LABELS, TIMELINE_LABELS, Span
 from videobgm.transcribe import Transcript
+from videobgm.vocab import EMOTION_LABELS, TIMELINE_LABELS, Span
 
 # One colour per timeline label, the same in every figure (silence: white with a grey edge).
 EMOTION_COLORS = {

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from videobgm import media, paths, vad
+from videobgm.emotion import io as timeline_io
+from videobgm.mix import array_reader, duck_curve
 from videobgm.plots.emotion import EMOTION_COLORS
+from videobgm.spectrogram import codec as spectrogram
+from videobgm.transcribe import load_transcript
 
 _BINS = 1500  # columns of a drawn waveform envelope
 
@@ -17,8 +22,6 @@ def waveform_envelope(audio, sample_rate: int, bins: int = _BINS):
     """``(times_s, low, high)``: the minimum and maximum of each of ``bins`` equal stretches of
     mono audio, an array or a WAV/FLAC path (read a piece at a time, so an hour-long file costs
     no more memory than a short one)."""
-    from videobgm import media
-    from videobgm.mix import array_reader
 
     if isinstance(audio, np.ndarray):
         return _min_max(array_reader(audio), audio.size, sample_rate, bins)
@@ -70,7 +73,6 @@ def music_level(mixed, music, window_s: float = 0.3):
     """``(times_s, level_dbfs)``: the music's level in a mix, window by window, measured
     against the music stem (WAV/FLAC paths): the stem's level times its least-squares gain in
     the mix (the voice, independent of the music, averages out). Read a piece at a time."""
-    from videobgm import media
 
     with media.AudioReader(mixed) as mix_read, media.AudioReader(music, mix_read.length) as bgm:
         hop = max(int(window_s * bgm.sample_rate), 1)
@@ -93,8 +95,6 @@ def plot_ducking(speech, mixed, music, params=None, segments=(), title: str = ""
     gain the mix applied, and the music's level in the final mix, measured against the stem
     (``mixed`` and ``music``: WAV/FLAC paths)."""
     import matplotlib.pyplot as plt
-
-    from videobgm.mix import duck_curve
 
     times, level = music_level(mixed, music)
     duration = float(times[-1]) if len(times) else 0.0
@@ -123,16 +123,14 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
     """``report.md`` and ``timeline.png`` in a run folder, from the files the stages wrote."""
     import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
 
-    from videobgm import paths, timeline_io
-
-    spans = timeline_io.load_timeline(folder / "timeline.json")
+    spans = timeline_io.load_timeline(folder / paths.RUN_TIMELINE)
     bgm = sorted(folder.glob("bgm*.wav"))
-    fig = plot_run(spans, folder / "voice.wav", bgm[0])
+    fig = plot_run(spans, folder / paths.RUN_VOICE, bgm[0])
     with paths.atomic_output(figure) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     ducking = _ducking_figure(folder, figure.with_name("ducking.png"))
-    stages = json.loads((folder / "stages.json").read_text())
+    stages = json.loads((folder / paths.RUN_STAGES).read_text())
     lines = [
         f"# videobgm run: {source.name}", "",
         f"- input: `{source}` ({info.duration_s:.2f} s, "
@@ -150,8 +148,6 @@ def write_report(folder: Path, source: Path, info, music: str, out: Path, figure
 
 def plot_ducking_result(result, title: str = ""):
     """:func:`plot_ducking` of a finished run (first variant), from its files."""
-    from videobgm import vad
-    from videobgm.transcribe import load_transcript
 
     segments = [(g.start, g.end) for g in load_transcript(result.transcript)]
     return plot_ducking(vad.load_spans(result.speech), result.mix[0], result.bgm[0],
@@ -162,17 +158,13 @@ def _ducking_figure(folder: Path, figure: Path) -> list[str]:
     """``ducking.png`` of the first variant, and the report's lines about it."""
     import matplotlib.pyplot as plt  # the figure is closed after saving: never shown
 
-    from videobgm import paths, vad
-
     mixes = sorted(folder.glob("mix*.wav"))
-    if not (folder / "speech.json").exists() or not mixes:
+    if not (folder / paths.RUN_SPEECH).exists() or not mixes:
         return []
-    speech = vad.load_spans(folder / "speech.json")
+    speech = vad.load_spans(folder / paths.RUN_SPEECH)
     segments = []
-    if (folder / "transcript.json").exists():
-        from videobgm.transcribe import load_transcript
-
-        segments = [(g.start, g.end) for g in load_transcript(folder / "transcript.json")]
+    if (folder / paths.RUN_TRANSCRIPT).exists():
+        segments = [(g.start, g.end) for g in load_transcript(folder / paths.RUN_TRANSCRIPT)]
     fig = plot_ducking(speech, mixes[0], sorted(folder.glob("bgm*.wav"))[0], segments=segments)
     with paths.atomic_output(figure) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -203,7 +195,6 @@ def _delivered_lines(folder: Path) -> list[str]:
 
 def plot_result(result, title: str = ""):
     """:func:`plot_run` of a finished run (first variant), from its files."""
-    from videobgm import timeline_io
 
     spans = timeline_io.load_timeline(result.timeline["json"])
     return plot_run(
@@ -215,8 +206,6 @@ def clip_images(result, count: int = 6) -> list:
     """The first ``count`` spectrogram images of the first variant's music: riffusion's own
     clip images when the run made them, else the codec's images of successive 5.12 s windows."""
     from PIL import Image
-
-    from videobgm import media, spectrogram
 
     folder = result.bgm[0].with_name(f"{result.bgm[0].stem}.clips")
     if folder.is_dir():
@@ -245,8 +234,6 @@ def plot_images(images, title: str = "spectrogram images of the music, clip by c
 def transcript_table(path):
     """The transcript as a table (start, end, language, text)."""
     import pandas as pd
-
-    from videobgm.transcribe import load_transcript
 
     rows = [
         {"start": s.start, "end": s.end, "language": s.language, "text": s.text}

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videobgm import models
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.train.data import MOODS
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the name load_lora_weights(dir) looks for

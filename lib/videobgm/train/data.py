@@ -21,7 +21,8 @@ import numpy as np
 
 from videobgm import paths
 from videobgm.errors import InputError
-from videobgm.prompts import DATASET_MOODS
+from videobgm.spectrogram import codec as spectrogram
+from videobgm.vocab import DATASET_MOODS
 
 MOODS = DATASET_MOODS  # the dataset's caption moods
 PX_PER_S = 100  # riffusion images: 10 ms hop per pixel column
@@ -182,8 +183,6 @@ def spectrogram_audio(images: list[Any], postfilter: str = "normalize") -> tuple
     (a column is 10 ms again). ``postfilter="normalize"`` (peak at -0.1 dBFS) because an
     image without EXIF has no recorded loudness and raw decodes can exceed full scale."""
     from PIL import Image
-
-    from videobgm import spectrogram
 
     params = spectrogram.SpectrogramParams()
     bands = params.num_frequencies

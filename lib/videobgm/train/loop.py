@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import models, paths
+from videobgm import media, paths
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.train import model
 from videobgm.train.config import (
     CONFIG_FILE,
@@ -134,8 +135,6 @@ def render_validation(pipe: Any, config: TrainConfig, directory: Path) -> list[P
     ``NN-prompt.png``, and its audio as ``NN-prompt.wav`` when ``config.validation_audio``.
     Returns the images' paths."""
     import torch
-
-    from videobgm import media
 
     paths.ensure_dir(directory)
     written, images = [], []

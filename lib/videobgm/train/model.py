@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import models
 from videobgm.errors import InputError
+from videobgm.models import profiles as models
 from videobgm.train.config import LORA_FILE, TrainConfig
 from videobgm.train.data import SpectrogramClips, load_rows
 

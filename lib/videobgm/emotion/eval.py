@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from videobgm.emotion import EMOTION_LABELS, NEUTRAL, Span, TimelineParams, timeline
+from videobgm.emotion.classifier import TimelineParams, timeline
 from videobgm.transcribe import Transcript
+from videobgm.vocab import EMOTION_LABELS, NEUTRAL, Span
 
 
 def labels_at(spans: Sequence[Span], times_s: np.ndarray) -> list[str]:

@@ -1,8 +1,8 @@
 """Procedural music by emotion: numpy/scipy synthesis, deterministic by seed, no model weights.
 
-Each emotion label has a :class:`Style` (the table is in :mod:`videobgm.synth_styles`): metre,
+Each emotion label has a :class:`Style` (the table is in :mod:`videobgm.synth.styles`): metre,
 tempo, key, chord progression, and parts (drums, bass, chords, arpeggio, melody, drone) played
-by the instruments of :mod:`videobgm.synth_instruments`, with per-part saturation,
+by the instruments of :mod:`videobgm.synth.instruments`, with per-part saturation,
 tempo-locked tremolo and low-pass, a reverb and a soft limiter. Every tempo fits a whole number
 of bars into one 5.12 s clip (one riffusion image), so clips loop and chain on the beat. Audio
 is mono float32, peak below 1; the same arguments give the same samples, bit for bit.
@@ -30,11 +30,11 @@ import numpy as np
 import scipy.fft
 from scipy import signal
 
-from videobgm import prompts
-from videobgm import synth_instruments as ins
+from videobgm import vocab
 from videobgm.errors import InputError
-from videobgm.synth_styles import (
-    CLIP_SECONDS,
+from videobgm.media import write_audio
+from videobgm.synth import instruments as ins
+from videobgm.synth.styles import (
     EMOTIONS,
     EXTRA_STYLES,
     STEPS_PER_BEAT,
@@ -44,6 +44,7 @@ from videobgm.synth_styles import (
     chord_notes,
     style_for,
 )
+from videobgm.vocab import CLIP_SECONDS, SAMPLE_RATE
 
 __all__ = [  # the table's names are re-exported: `synth` is the one module callers need
     "CLIP_SECONDS",
@@ -67,7 +68,6 @@ __all__ = [  # the table's names are re-exported: `synth` is the one module call
     "track",
 ]
 
-SAMPLE_RATE = 44100  # Hz
 DEFAULT_VARIATIONS = (0, 1, 0, 2)  # the variation each successive clip of render() plays
 _RENDER_BLOCK_CLIPS = 8  # render() reverberates and limits this many clips at a time
 _VELOCITY = {"x": 1.0, "o": 0.55, "?": 0.8}  # rhythm marks; "?" plays or not, by seed
@@ -458,7 +458,7 @@ def add_cli(subparsers) -> None:
         ),
         epilog=(
             f"emotions:\n{table}\n"
-            f"dataset moods are accepted too: {', '.join(prompts.DATASET_MOODS)}\n\n"
+            f"dataset moods are accepted too: {', '.join(vocab.DATASET_MOODS)}\n\n"
             "example: videobgm synth joy --seconds 30 -o joy.wav --seed 3"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -473,8 +473,6 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_synth(args) -> int:
-    from videobgm.media import write_audio
-
     style = style_for(args.emotion)
     audio = track(args.emotion, args.seconds, args.seed, args.sample_rate, args.level_db)
     path = write_audio(args.output, audio, args.sample_rate)

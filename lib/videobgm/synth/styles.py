@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from videobgm import prompts
-from videobgm import synth_instruments as ins
+from videobgm import prompts, vocab
 from videobgm.errors import InputError
 from videobgm.prompts import EMOTIONS
+from videobgm.synth import instruments as ins
+from videobgm.vocab import CLIP_SECONDS
 
-CLIP_SECONDS = 5.12  # one 512 px riffusion image
 STEPS_PER_BEAT = 4  # rhythm grid: sixteenth notes
 
 SCALES = {  # semitones above the tonic
@@ -298,5 +298,5 @@ def style_for(name: str | Style) -> Style:
     except InputError:
         raise InputError(
             f"unknown emotion or mood {name!r} (emotions: {', '.join(EMOTIONS)}; "
-            f"moods: {', '.join(prompts.DATASET_MOODS)})"
+            f"moods: {', '.join(vocab.DATASET_MOODS)})"
         ) from None

@@ -18,9 +18,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from videobgm.emotion import TIMELINE_LABELS, Span
 from videobgm.errors import InputError
 from videobgm.paths import atomic_output
+from videobgm.vocab import TIMELINE_LABELS, Span
 
 TOLERANCE_S = 0.1  # s; gaps, overlaps and coverage misses up to this are snapped, not refused
 FORMATS = (".json", ".csv", ".srt")

@@ -19,7 +19,7 @@ A video with no speech gets one calm (neutral) span, or one silence span under `
 switching penalty (zero penalty gives the argmax back); steps 2-4 then apply as for the rules.
 
 Timelines are written as JSON (a list of ``{start, end, emotion, confidence, segment_ids}``),
-CSV or SRT by :mod:`videobgm.timeline_io`, which also validates hand-edited timelines. The
+CSV or SRT by :mod:`videobgm.emotion.io`, which also validates hand-edited timelines. The
 ``videobgm timeline`` command is defined here.
 """
 
@@ -32,39 +32,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from videobgm import models
+from videobgm.emotion import io as timeline_io
 from videobgm.errors import InputError
-from videobgm.models import EMOTION_LABELS
-from videobgm.transcribe import Segment, Transcript
+from videobgm.models import profiles as models
+from videobgm.transcribe import (
+    Segment,
+    Transcript,
+    add_sidecar_arguments,
+    split_sentences,
+    transcript_for,
+)
+from videobgm.vocab import EMOTION_LABELS, NEUTRAL, SILENCE, Span
+from videobgm.vocab import (
+    TIMELINE_LABELS as TIMELINE_LABELS,  # re-exported: the labels a timeline may hold
+)
 
-NEUTRAL = "neutral"
-SILENCE = "silence"  # a timeline label, not a classifier label: no music in this span
-TIMELINE_LABELS = (*EMOTION_LABELS, SILENCE)
 NEUTRAL_POLICIES = ("extend", "ambient", "silence")
 METHODS = ("rules", "viterbi")
 _NEUTRAL_INDEX = EMOTION_LABELS.index(NEUTRAL)
 _EPS_S = 1e-9  # s; float slack when comparing span lengths with min_span_s
 _LOG_FLOOR = 1e-6  # probability floor before taking logs in the Viterbi decoder
-
-
-@dataclass(frozen=True)
-class Span:
-    """A stretch of the video with one emotion.
-
-    ``confidence`` is the classifier's mean probability of ``emotion`` over the time its own
-    phrases cover (weighted by duration; 0 when no phrase supports it, e.g. a video without
-    speech); ``segment_ids`` are the transcript segments inside the span.
-    """
-
-    start: float  # s
-    end: float  # s
-    emotion: str
-    confidence: float = 0.0
-    segment_ids: tuple[int, ...] = ()
-
-    @property
-    def duration_s(self) -> float:
-        return self.end - self.start
 
 
 @dataclass(frozen=True)
@@ -378,7 +365,6 @@ def analyze(
     is classified on its own. Each stage is also callable on its own:
     :func:`~videobgm.transcribe.transcript_for`, :func:`classify`, :func:`timeline`.
     """
-    from videobgm.transcribe import split_sentences, transcript_for
 
     params = dataclasses.replace(params or TimelineParams(), **changes)
     profile = models.resolve_profile(profile)
@@ -397,7 +383,6 @@ def analyze(
 
 def add_cli(subparsers) -> None:
     """``videobgm timeline VIDEO [-o timeline.json] [...]``."""
-    from videobgm.transcribe import add_sidecar_arguments
 
     defaults = TimelineParams()
     parser = subparsers.add_parser(
@@ -439,8 +424,6 @@ def add_cli(subparsers) -> None:
 
 def _cli_timeline(args) -> int:
     from pathlib import Path
-
-    from videobgm import timeline_io
 
     params = TimelineParams(
         args.min_confidence, args.min_span_s, args.neutral_policy, args.method, args.switch_penalty

@@ -25,16 +25,22 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse
-import torch
 from PIL import Image
 
-from videobgm import spectrogram_dsp as dsp
 from videobgm.errors import InputError
+from videobgm.media import decode_audio, write_audio
+from videobgm.models.profiles import default_device
+from videobgm.paths import atomic_output
+from videobgm.spectrogram import dsp
+from videobgm.vocab import CLIP_SECONDS as CLIP_SECONDS  # re-exported: one image's length
 
-CLIP_SECONDS = 5.12  # one 512 px image
+if TYPE_CHECKING:  # annotations only; imported where used (torch is slow to import)
+    import torch
+
 INT16_SCALE = 32768.0  # riffusion computes amplitudes on int16 sample values
 DEFAULT_MAX_VALUE = 30e6  # riffusion's peak mel amplitude (int16 scale) for images without EXIF
 DEFAULT_ITERATIONS = 64  # Griffin-Lim iterations: SC 0.054 on the conformance image (48: 0.065)
@@ -124,7 +130,6 @@ def read_exif(image: Image.Image) -> tuple[SpectrogramParams, float]:
 
 def save_image(image: Image.Image, path: str | Path) -> Path:
     """Write a spectrogram image as PNG with its EXIF (Pillow drops EXIF unless told)."""
-    from videobgm.paths import atomic_output
 
     with atomic_output(path) as tmp:
         image.save(tmp, format="PNG", exif=image.getexif())
@@ -134,22 +139,27 @@ def save_image(image: Image.Image, path: str | Path) -> Path:
 # --------------------------------------------------------------------------- mel filterbank
 
 
-def _hz_to_mel(hz):
+def hz_to_mel(hz):
+    """HTK mel of frequencies in Hz (float64 array)."""
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
 
 
-def _mel_to_hz(mel):
+def mel_to_hz(mel):
+    """Frequencies in Hz of HTK mel values (float64 array); inverse of :func:`hz_to_mel`."""
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+_hz_to_mel, _mel_to_hz = hz_to_mel, mel_to_hz  # the old private names, still read by tests
 
 
 def _triangles(freqs_hz: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     """HTK mel triangles evaluated at ``freqs_hz``: ``(len(freqs_hz), num_frequencies)``."""
     mels = np.linspace(
-        _hz_to_mel(params.min_frequency),
-        _hz_to_mel(params.max_frequency),
+        hz_to_mel(params.min_frequency),
+        hz_to_mel(params.max_frequency),
         params.num_frequencies + 2,
     )
-    edges = _mel_to_hz(mels)
+    edges = mel_to_hz(mels)
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
     f = np.asarray(freqs_hz, dtype=np.float64)[:, None]
     return np.maximum(
@@ -166,9 +176,9 @@ def mel_filterbank(params: SpectrogramParams) -> np.ndarray:
 
 
 def _device(device) -> torch.device:
-    if device is None:
-        from videobgm.models import default_device
+    import torch  # deferred: seconds to import; --help needs none
 
+    if device is None:
         device = default_device()
     return torch.device(device)
 
@@ -182,6 +192,8 @@ class _Encoder:
 
 @functools.lru_cache(maxsize=8)
 def _encoder(params: SpectrogramParams, device: torch.device) -> _Encoder:
+    import torch  # deferred: seconds to import; --help needs none
+
     fb = mel_filterbank(params)
     bins = int(np.nonzero(fb.any(axis=1))[0].max()) + 1
     with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only its matmul
@@ -193,6 +205,8 @@ def _encoder(params: SpectrogramParams, device: torch.device) -> _Encoder:
 def _mel_torch(x: torch.Tensor, params: SpectrogramParams, block: int = 1024) -> torch.Tensor:
     """``(n, samples)`` -> mel amplitudes ``(n, num_frequencies, 1 + samples // hop)``, computed
     ``block`` frames at a time so that long audio never holds its whole complex STFT."""
+    import torch  # deferred: seconds to import; --help needs none
+
     enc = _encoder(dataclasses.replace(params, stereo=False), x.device)
     half, hop = params.n_fft // 2, params.hop_length
     # Centred frames with riffusion's reflect padding (zeros for clips shorter than half an FFT).
@@ -213,7 +227,8 @@ def _mel_torch(x: torch.Tensor, params: SpectrogramParams, block: int = 1024) ->
     return torch.cat(out, dim=-1)
 
 
-def _as_channels(audio: np.ndarray, params: SpectrogramParams) -> np.ndarray:
+def as_channels(audio: np.ndarray, params: SpectrogramParams) -> np.ndarray:
+    """Float32 ``(channels, samples)``: two channels if ``params.stereo``, else the mono mean."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]
@@ -229,7 +244,9 @@ def mel_from_audio(audio: np.ndarray, params: SpectrogramParams = SpectrogramPar
     """Mel amplitudes of float audio in [-1, 1] at ``params.sample_rate``, on riffusion's int16
     scale: ``(channels, num_frequencies, 1 + samples // hop_length)`` float32, with one channel
     unless ``params.stereo`` (stereo audio is averaged; mono is doubled for stereo params)."""
-    x = torch.from_numpy(_as_channels(audio, params) * INT16_SCALE).to(_device(device or "cpu"))
+    import torch  # deferred: seconds to import; --help needs none
+
+    x = torch.from_numpy(as_channels(audio, params) * INT16_SCALE).to(_device(device or "cpu"))
     with torch.no_grad():
         return _mel_torch(x, params).cpu().numpy()
 
@@ -318,6 +335,8 @@ class _Decoder:
 
 @functools.lru_cache(maxsize=8)
 def _decoder(params: SpectrogramParams, device: torch.device) -> _Decoder:
+    import torch  # deferred: seconds to import; --help needs none
+
     num, den = phase_rate(params)
     n, hop = params.win_length * num // den, params.hop_length * num // den
     step_hz = params.sample_rate / params.win_length  # bin spacing of an FFT as long as the window
@@ -359,6 +378,8 @@ def audio_from_mel(
     channels per batched pass: by default all of them on a GPU, one at a time on a CPU, where a
     batch's working set falls out of the caches (8 clips at once measured 1.7x slower per clip).
     """
+    import torch  # deferred: seconds to import; --help needs none
+
     mel = np.asarray(mel, dtype=np.float32)
     if mel.ndim not in (2, 3, 4) or mel.shape[-2] != params.num_frequencies:
         raise InputError(f"mel shape {mel.shape} does not match {params.num_frequencies} bands")
@@ -388,7 +409,7 @@ def audio_from_image(
     when ``params`` is None (riffusion's defaults for images without EXIF, as the model's raw
     outputs are), so the loudness is the encoded audio's. ``postfilter``: ``"none"``;
     ``"normalize"``: peak at -0.1 dBFS; ``"riffusion"``: riffusion's normalise + compress chain
-    (:func:`videobgm.spectrogram_dsp.riffusion_postfilter`). The last two change the loudness."""
+    (:func:`videobgm.spectrogram.dsp.riffusion_postfilter`). The last two change the loudness."""
     return audio_from_images(
         [image], params, iterations=iterations, postfilter=postfilter, device=device
     )[0]
@@ -497,8 +518,6 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_to_image(args) -> int:
-    from videobgm.media import decode_audio
-
     params = SpectrogramParams(stereo=args.stereo)
     audio = decode_audio(args.audio, params.sample_rate, not args.stereo, args.start, args.duration)
     if audio.shape[-1] == 0:
@@ -510,8 +529,6 @@ def _cli_to_image(args) -> int:
 
 
 def _cli_to_audio(args) -> int:
-    from videobgm.media import write_audio
-
     image = open_image(args.image)
     params = read_exif(image)[0]
     audio = audio_from_image(

@@ -1,6 +1,6 @@
 """From an emotion timeline to a background-music track exactly as long as the video.
 
-:func:`compose` plans each track (:mod:`videobgm.compose_plan`: which clip plays where, with
+:func:`compose` plans each track (:mod:`videobgm.compose.plan`: which clip plays where, with
 which prompts, seeds and alphas), renders every clip with one backend, and stitches them:
 
 - ``procedural``: a clip is the synthesiser's seed clip of its nearer keyframe (no weights).
@@ -38,13 +38,36 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from videobgm import compose_plan, synth
-from videobgm import synth_instruments as ins
-from videobgm.compose_plan import SILENCE, Keyframe, Plan, PlannedClip, make_plan
+from videobgm import generate
+from videobgm.compose import plan as compose_plan
+from videobgm.compose.plan import Keyframe, Plan, PlannedClip, make_plan
+from videobgm.emotion.io import load_timeline
 from videobgm.errors import InputError
+from videobgm.media import write_audio, write_audio_blocks
+from videobgm.metrics import (  # re-exported: compose's click check reads them
+    CLICK_FRACTION as CLICK_FRACTION,
+)
+from videobgm.metrics import (
+    CLICK_WIDTH as CLICK_WIDTH,
+)
+from videobgm.metrics import (
+    is_click as is_click,
+)
+from videobgm.metrics import (
+    local_rms as local_rms,
+)
+from videobgm.metrics import (
+    step_excess as step_excess,
+)
+from videobgm.models import profiles as models
+from videobgm.paths import atomic_output
+from videobgm.spectrogram import codec as spectrogram
+from videobgm.synth import arrange as synth
+from videobgm.synth import instruments as ins
+from videobgm.vocab import SILENCE
 
 if TYPE_CHECKING:
-    from videobgm.models import ModelProfile
+    from videobgm.models.profiles import ModelProfile
 
 BACKENDS = ("riffusion", "procedural")
 TRANSITION_S = 1.0  # s; the crossfade inside a transition clip (procedural, or to silence)
@@ -75,7 +98,7 @@ def compose(
     """``variants`` background-music tracks for ``timeline`` (spans with start, end, emotion),
     each exactly ``round(duration_s * 44100)`` samples long. ``options`` are
     :func:`plan_tracks`'s (``music``, ``variants``, ``seed``, ``neutral``, ``profile``,
-    ``steps``, ``batch_size``, ``lora_scale``) and :func:`videobgm.compose_plan.make_plan`'s
+    ``steps``, ``batch_size``, ``lora_scale``) and :func:`videobgm.compose.plan.make_plan`'s
     (``crossfade_beats``, ``clips_per_prompt``, ``fade_out_s``, ``prompts``)."""
     plans = plan_tracks(timeline, duration_s, device=device, **options)
     return render(plans, device=device, progress=progress, procedural_images=procedural_images)
@@ -114,7 +137,7 @@ def plan_tracks(
     **plan_options: Any,
 ) -> list[Plan]:
     """The plans of ``variants`` tracks with seeds ``seed, seed + 1, ...``; extra keyword
-    arguments go to :func:`videobgm.compose_plan.make_plan`."""
+    arguments go to :func:`videobgm.compose.plan.make_plan`."""
     if music not in BACKENDS:
         raise InputError(f"music must be one of {', '.join(BACKENDS)}, not {music!r}")
     if isinstance(variants, bool) or not isinstance(variants, int) or variants < 1:
@@ -204,8 +227,6 @@ def _tracks(plans: Sequence[Plan], device: str | None, progress: bool):
 
 
 def _images_of(clips: Sequence[np.ndarray]) -> tuple[Any, ...]:
-    from videobgm import spectrogram
-
     return tuple(spectrogram.image_from_audio(clip) if np.any(clip) else None for clip in clips)
 
 
@@ -278,7 +299,6 @@ def _crossfade_inside(
 def _riffusion_settings(profile, steps, batch_size, lora_scale, device, music) -> dict[str, Any]:
     if music != "riffusion":
         return {}
-    from videobgm import generate, models
 
     resolved = models.resolve_profile(profile)
     device = device or models.default_device()
@@ -300,7 +320,6 @@ def _riffusion_settings(profile, steps, batch_size, lora_scale, device, music) -
 
 def _riffusion_render(plans: Sequence[Plan], device: str | None, progress: bool):
     """Every plan's clips as audio and images, with one batched pass per model setting."""
-    from videobgm import generate
 
     key = {json.dumps(p.riffusion, sort_keys=True) for p in plans}
     if len(key) != 1:
@@ -467,37 +486,6 @@ def _finisher(plan: Plan) -> Callable[[np.ndarray, int], np.ndarray]:
 
 # --------------------------------------------------------------------------- clicks
 
-CLICK_WIDTH = 16  # samples either side of a join that a click must stand out from
-CLICK_FRACTION = 0.05  # of the local RMS (50 ms): how far it must stand out to be heard
-
-
-def step_excess(audio: np.ndarray, at: int, width: int = CLICK_WIDTH) -> float:
-    """How much the step into sample ``at`` (``|x[at] - x[at-1]|``) exceeds the largest step
-    within ``width`` samples around it; 0 too close to either end."""
-    if not width < at < len(audio) - width:
-        return 0.0
-    steps = np.abs(np.diff(audio[at - width - 1 : at + width].astype(np.float64)))
-    return float(steps[width] - np.delete(steps, width).max())
-
-
-def local_rms(audio: np.ndarray, at: int, sample_rate: int = 44100, seconds: float = 0.05):
-    """RMS of the ``seconds`` of audio centred on sample ``at``."""
-    half = round(seconds * sample_rate / 2)
-    window = audio[max(at - half, 0) : at + half].astype(np.float64)
-    return float(np.sqrt(np.mean(np.square(window)))) if window.size else 0.0
-
-
-def is_click(
-    audio: np.ndarray, at: int, own: float = 0.0, sample_rate: int = 44100,
-    fraction: float = CLICK_FRACTION,
-) -> bool:  # fmt: skip
-    """Whether the track has a click at sample ``at``: a step that stands out from its
-    neighbours (:func:`step_excess`) by more than the music itself has there (``own``: the
-    same measure in the clips that play there, each on its own, since joins sit on the beat
-    where notes start) plus ``fraction`` of the local RMS."""
-    excess = step_excess(audio, at)
-    return excess > own + fraction * local_rms(audio, at, sample_rate) + 1e-5
-
 
 def join_points(plan: Plan) -> list[int]:
     """Every sample where a clip starts or ends, and where a transition's crossfade starts and
@@ -550,7 +538,6 @@ def output_paths(output: str | os.PathLike[str], variants: int) -> list[Path]:
 def write(composition: Composition, output: str | os.PathLike[str]) -> dict[str, Path]:
     """Write the track (``bgm.wav``, 44.1 kHz), its plan (``bgm.plan.json``) and its clip
     images (``bgm.clips/clip-000.png`` ...), each atomically. Returns what was written."""
-    from videobgm.media import write_audio
 
     path = Path(output)
     written = {"audio": write_audio(path, composition.audio, composition.plan.sample_rate)}
@@ -566,7 +553,6 @@ def write_stream(
     """:func:`write` for a track stitched block by block as it is written
     (:func:`stitch_blocks`), never whole: ``clips`` in plan order (default: the procedural
     backend's, each made when the writer reaches it) and, optionally, their ``images``."""
-    from videobgm.media import write_audio_blocks
 
     path = Path(output)
     clips = iter_procedural_clips(plan) if clips is None else clips
@@ -577,7 +563,6 @@ def write_stream(
 
 def _write_beside(plan: Plan, path: Path, images: Sequence[Any] | None) -> dict[str, Path]:
     """The plan (``<stem>.plan.json``) and the clip images (``<stem>.clips/``) of a track."""
-    from videobgm.paths import atomic_output
 
     plan_path = path.with_name(f"{path.stem}.plan.json")
     with atomic_output(plan_path) as tmp:
@@ -597,15 +582,12 @@ def _images_folder(path: Path) -> Path:
 
 
 def _save_image(image: Any, folder: Path, index: int) -> None:
-    from videobgm.paths import atomic_output
-
     with atomic_output(folder / f"clip-{index:03d}.png") as tmp:
         image.save(tmp)
 
 
 def _saving_images(clips: Iterable[np.ndarray], folder: Path) -> Iterator[np.ndarray]:
     """The clips, each one's image (as :func:`_images_of` makes it) written on the way."""
-    from videobgm import spectrogram
 
     for index, clip in enumerate(clips):
         if np.any(clip):
@@ -653,7 +635,6 @@ def add_cli(subparsers) -> None:
 
 def _with_lora(profile: str, lora: str | None):
     """The profile, with ``--lora`` in place of its LoRA when one was given."""
-    from videobgm import models
 
     if lora is None:
         return profile
@@ -666,7 +647,6 @@ def _cli_compose(args) -> int:
     else:
         if not args.timeline:
             raise InputError("give a TIMELINE.json to compose, or --plan to re-render")
-        from videobgm.timeline_io import load_timeline
 
         spans = load_timeline(args.timeline, args.duration)  # checked: contiguous, covering
         duration = args.duration if args.duration is not None else spans[-1].end

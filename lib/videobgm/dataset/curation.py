@@ -6,7 +6,7 @@ The original project's recipe, step by step (each a function here or in a helper
    several gets one, by ``mood_rule``: ``first`` (the first of the track's own moods that is
    wanted), ``rarest`` (the wanted mood with the fewest tracks in the catalogue) or
    ``priority`` (the first in the order of ``moods``);
-2. **fetch** the audio (:mod:`videobgm.dataset_fetch`: local path, or URL via a cache);
+2. **fetch** the audio (:mod:`videobgm.dataset.fetch`: local path, or URL via a cache);
 3. **resample**: ffmpeg decodes at ``sample_rate`` (mono); audio at another rate than the
    spectrogram's 44.1 kHz is brought back to it, so 8 kHz audio keeps its 4 kHz band limit;
 4. **cut** ``clips_per_track`` random windows of ``window_s`` (starts on the 10 ms grid, drawn
@@ -28,11 +28,8 @@ any number of workers. Memory holds one decoded track per worker, whatever the c
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import multiprocessing
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -42,9 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from videobgm import engine, models, paths
-from videobgm.dataset_catalogue import SYNTHETIC, Track, read_catalogue, synthetic_catalogue
-from videobgm.dataset_clips import (
+from videobgm import engine, paths
+from videobgm.dataset import card as dataset_card
+from videobgm.dataset.card import OUTPUTS, push_to_hub
+from videobgm.dataset.catalogue import SYNTHETIC, Track, read_catalogue, synthetic_catalogue
+from videobgm.dataset.clips import (
     SHARDS,
     TrackJob,
     band_centres_hz,
@@ -59,11 +58,12 @@ from videobgm.dataset_clips import (
     rows_above,
     to_rate,
 )
-from videobgm.dataset_fetch import FetchParams
-from videobgm.dataset_fetch import fetch as fetch_audio
+from videobgm.dataset.fetch import FetchParams
+from videobgm.dataset.fetch import fetch as fetch_audio
+from videobgm.dataset.params import DEFAULT_NAME, MOOD_RULES, CurateParams, Selected, check_int
 from videobgm.errors import InputError
-from videobgm.prompts import DATASET_MOODS
-from videobgm.spectrogram import CLIP_SECONDS, SpectrogramParams
+from videobgm.models import profiles as models
+from videobgm.spectrogram import codec as spectrogram
 
 __all__ = [  # the stage's API; the helper modules' names a caller needs are re-exported
     "DEFAULT_NAME",
@@ -95,86 +95,7 @@ __all__ = [  # the stage's API; the helper modules' names a caller needs are re-
     "track_table",
 ]
 
-MOOD_RULES = ("first", "rarest", "priority")
-DEFAULT_NAME = "spectro-caption"  # default dataset folder under data/processed/
-_MOOD_WORD = re.compile(r"[a-z][a-z0-9 _-]*")
-
-
-@dataclass(frozen=True)
-class CurateParams:
-    """What the dataset is made of; every field changes the files written."""
-
-    moods: tuple[str, ...] = DATASET_MOODS  # the caption moods to select
-    mood_rule: str = "first"  # "first" | "rarest" | "priority": one mood per track
-    clips_per_track: int = 10  # random windows per track (the original project: 10)
-    window_s: float = CLIP_SECONDS  # seconds per clip: 5.12 -> 512 px, 10 -> 1000 px
-    sample_rate: int = 44100  # Hz the audio is resampled to (original project: 8000)
-    seed: int = 0  # window positions: a generator per (seed, track id)
-    limit: int | None = None  # at most this many tracks, taken in turn from each mood
-    max_tags: int | None = None  # tags per caption after the mood (None: all)
-    spectrogram: SpectrogramParams = SpectrogramParams()  # the image format (riffusion's)
-
-    def __post_init__(self) -> None:
-        moods = (self.moods,) if isinstance(self.moods, str) else tuple(self.moods)
-        object.__setattr__(self, "moods", tuple(m.strip().lower() for m in moods))
-        if not self.moods or not all(_MOOD_WORD.fullmatch(m) for m in self.moods):
-            raise InputError(f"moods must be lower-case words, got {moods!r}")
-        if self.mood_rule not in MOOD_RULES:
-            raise InputError(f"mood_rule must be one of {', '.join(MOOD_RULES)}")
-        _check_int("clips_per_track", self.clips_per_track, 1)
-        _check_int("sample_rate", self.sample_rate, 4000)
-        _check_int("seed", self.seed, 0)
-        if self.limit is not None:
-            _check_int("limit", self.limit, 1)
-        if self.max_tags is not None:
-            _check_int("max_tags", self.max_tags, 0)
-        if not (isinstance(self.window_s, int | float) and math.isfinite(self.window_s)):
-            raise InputError(f"window_s must be a number of seconds, not {self.window_s!r}")
-        if self.window_px < 1 or self.sample_rate > 192000:
-            raise InputError(
-                f"need window_s >= {self.spectrogram.step_size_ms / 1000} s and a sample rate "
-                f"<= 192000 Hz, got {self.window_s} s at {self.sample_rate} Hz"
-            )
-
-    @property
-    def window_px(self) -> int:
-        """Image width: one column per spectrogram step."""
-        return round(self.window_s * 1000 / self.spectrogram.step_size_ms)
-
-    @property
-    def duration_s(self) -> float:
-        """Seconds one clip covers (``window_s`` rounded to the 10 ms grid)."""
-        return round(self.window_px * self.spectrogram.step_size_ms / 1000, 6)
-
-    @property
-    def window_samples(self) -> int:
-        """Samples per clip at the spectrogram's rate."""
-        return self.window_px * self.spectrogram.hop_length
-
-    def content(self) -> dict:
-        """The fields that decide a track's clips (everything but the selection's)."""
-        keys = ("clips_per_track", "window_s", "sample_rate", "seed", "max_tags")
-        return {k: getattr(self, k) for k in keys} | {
-            "window_px": self.window_px,
-            "spectrogram": dataclasses.asdict(self.spectrogram),
-        }
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise InputError(f"{name} must be a whole number >= {low}, not {value!r}")
-
-
 # --------------------------------------------------------------------------- select, caption
-
-
-@dataclass(frozen=True)
-class Selected:
-    """A selected track with its one mood and its caption."""
-
-    track: Track
-    mood: str
-    text: str
 
 
 def mood_counts(tracks: Sequence[Track]) -> Counter:
@@ -286,7 +207,6 @@ def curate(
     :func:`videobgm.engine.connect`; the same files, byte for byte). Returns the run's
     counts; raises InputError for a bad source or folder, when no
     track has a wanted mood, or when not a single clip could be made."""
-    from videobgm import dataset_card
 
     began = time.perf_counter()
     params, fetch = params or CurateParams(), fetch or FetchParams()
@@ -294,7 +214,7 @@ def curate(
     if ray:
         workers = int(engine.connect(address).get("CPU", 1))  # the cluster's cores
     workers = default_workers() if workers is None else workers
-    _check_int("workers", workers, 1)
+    check_int("workers", workers, 1)
     prepare_folder(out, overwrite)
     catalogue = read_catalogue(source)
     selection = select(catalogue.tracks, params)
@@ -324,7 +244,6 @@ def curate(
 def prepare_folder(out: Path, overwrite: bool) -> None:
     """Refuse a non-empty folder that curation did not make; with ``overwrite``, remove what
     an earlier run wrote there (and nothing else)."""
-    from videobgm.dataset_card import OUTPUTS
 
     ours = out / SHARDS
     if out.exists() and not out.is_dir():
@@ -417,7 +336,6 @@ def preview_audio(images: Sequence, rate: int = 22050, iterations: int = 32) -> 
     resampled to ``rate``. Runs on one torch thread: on a shared machine, two threads that
     busy-wait for each other made Griffin-Lim five times slower (3 s against 15 s for 7 clips
     at a load of 4 on 2 cores)."""
-    from videobgm import spectrogram
 
     with models.torch_threads(1):
         decoded = spectrogram.audio_from_images(
@@ -472,8 +390,6 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_curate(args) -> int:
-    from videobgm.dataset_card import push_to_hub
-
     params = CurateParams(
         moods=tuple(args.moods),
         mood_rule=args.mood_rule,

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from videobgm import __version__, paths
-from videobgm.dataset_clips import FORMAT, read_record
+from videobgm.dataset.clips import FORMAT, read_record
 from videobgm.errors import InputError
 
 OUTPUTS = ("README.md", "manifest.json", "failures.jsonl", "train/metadata.jsonl")

@@ -33,12 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from videobgm import synth
 from videobgm.errors import InputError
 from videobgm.prompts import EMOTIONS, EmotionPrompt, load_prompts
+from videobgm.synth import arrange as synth
+from videobgm.vocab import SAMPLE_RATE, SILENCE
 
-SAMPLE_RATE = synth.SAMPLE_RATE  # Hz
-SILENCE = "silence"  # a timeline label: no music in this span
 NEUTRAL_CHOICES = ("music", "silence")  # what neutral spans get
 PLAN_FORMAT = "videobgm-compose-plan/1"
 SILENCE_BEAT_S = 0.5  # s; the crossfade unit next to silence (it has no tempo)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # annotations only; imported where used (torch is slow to import)
+    import torch
 
 MOMENTUM = 0.99  # fast Griffin-Lim's momentum (riffusion's too)
 HANN_GAUSS = 0.25645  # lambda / L^2 of the Gaussian that best matches an L-sample Hann window
@@ -35,6 +37,9 @@ class PhaseGrid:
 
 def overlap_add(chunks: torch.Tensor, grid: PhaseGrid) -> torch.Tensor:
     """Frames ``(n, frames, grid.n)`` summed at their hops: the padded signal ``(n, samples)``."""
+    import torch  # deferred: seconds to import; --help needs none
+    import torch.nn.functional as F
+
     batch, frames, _ = chunks.shape
     taps = -(-grid.n // grid.hop)
     if taps * grid.hop != grid.n:
@@ -61,6 +66,8 @@ def unpad_reflect(padded: torch.Tensor, half: int, length: int) -> torch.Tensor:
 
 def envelope_inverse(grid: PhaseGrid, frames: int) -> torch.Tensor:
     """1 / the summed squared windows over ``frames * hop`` samples (0 where none reach)."""
+    import torch  # deferred: seconds to import; --help needs none
+
     square = grid.window.square().expand(1, frames, grid.n)
     env = unpad_reflect(overlap_add(square, grid), grid.n // 2, frames * grid.hop)
     return torch.where(env > 1e-6, 1 / env.clamp_min(1e-6), torch.zeros_like(env))
@@ -69,12 +76,17 @@ def envelope_inverse(grid: PhaseGrid, frames: int) -> torch.Tensor:
 def istft(spec: torch.Tensor, grid: PhaseGrid, envinv: torch.Tensor) -> torch.Tensor:
     """``(n, frames, bins)`` -> ``(n, frames * hop)``: the least-squares signal whose
     :func:`stft` is closest to ``spec`` (window-square weighted overlap-add)."""
+    import torch  # deferred: seconds to import; --help needs none
+
     chunks = torch.fft.irfft(spec, n=grid.n, dim=-1) * grid.window
     return unpad_reflect(overlap_add(chunks, grid), grid.n // 2, spec.shape[1] * grid.hop) * envinv
 
 
 def stft(y: torch.Tensor, grid: PhaseGrid, frames: int) -> torch.Tensor:
     """``(n, samples)`` -> ``(n, frames, bins)``, centred frames with reflect padding."""
+    import torch  # deferred: seconds to import; --help needs none
+    import torch.nn.functional as F
+
     mode = "reflect" if y.shape[-1] > grid.n // 2 else "constant"
     padded = F.pad(y[:, None], (grid.n // 2, grid.n // 2), mode=mode)[:, 0]
     chunks = padded.unfold(-1, grid.n, grid.hop)[:, :frames] * grid.window
@@ -84,6 +96,8 @@ def stft(y: torch.Tensor, grid: PhaseGrid, frames: int) -> torch.Tensor:
 def warm_start(mag: torch.Tensor, grid: PhaseGrid) -> torch.Tensor:
     """Unit phasors ``(n, frames, bins)`` integrating each bin's instantaneous frequency, which
     for a Gaussian window follows from the slope of the log-magnitude across frequency."""
+    import torch  # deferred: seconds to import; --help needs none
+
     floor = mag.amax(dim=(1, 2), keepdim=True) * 1e-6 + 1e-30
     logmag = torch.log(mag + floor)
     slope = torch.zeros_like(logmag)
@@ -103,6 +117,8 @@ def griffin_lim(
     """Fast Griffin-Lim of magnitudes ``(n, frames, bins)`` -> audio ``(n, frames * hop)``:
     alternate projections onto consistent spectrograms and onto the target magnitudes, with
     momentum (each step overshoots by ``momentum`` times the last change)."""
+    import torch  # deferred: seconds to import; --help needs none
+
     envinv = envelope_inverse(grid, mag.shape[1])
     current = mag * warm_start(mag, grid)
     previous = current
@@ -118,6 +134,8 @@ def griffin_lim(
 @functools.lru_cache(maxsize=8)
 def _sinc_kernels(orig: int, new: int, device: torch.device, zeros: int = 16, rolloff=0.96):
     """Windowed-sinc polyphase kernels ``(new, 1, taps)`` to resample by ``new / orig``."""
+    import torch  # deferred: seconds to import; --help needs none
+
     cutoff = min(orig, new) * rolloff  # in units of the input rate / orig
     half = math.ceil(zeros * orig / cutoff)
     taps = torch.arange(-half, half + orig, dtype=torch.float64) / orig
@@ -130,6 +148,8 @@ def _sinc_kernels(orig: int, new: int, device: torch.device, zeros: int = 16, ro
 
 def resample(x: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     """Resample ``(n, samples)`` by the ratio ``new / orig`` (small coprime integers)."""
+    import torch.nn.functional as F  # deferred: seconds to import; --help needs none
+
     if orig == new:
         return x
     kernels, half = _sinc_kernels(orig, new, x.device)

@@ -24,11 +24,13 @@ import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from videobgm.vocab import DATASET_MOODS
+
 SEED = 0
 CLIP_MAX_LENGTH = 77  # tokens; Stable Diffusion's text context
 TINY_LATENT = 64  # latent px: 512 px images / the VAE's factor 8
 OLD_LORA_FILE = "pytorch_lora_weights.bin"  # the old save_attn_procs file name
-_MOODS = ("angry", "fear", "funny", "happy", "quirky", "sad", "weird", "calm")
+_MOODS = (*DATASET_MOODS, "calm")  # the catalogue moods plus one no caption uses
 _TAGS = (
     "piano", "strings", "ukulele", "drums", "synth", "guitar", "bass", "pads", "plucks",
     "ambient", "cinematic", "electronic", "acoustic", "orchestral", "lofi", "rock", "jazz",
@@ -75,7 +77,7 @@ def build_whisper(path: Path) -> Path:
     return path
 
 
-def _train_bpe(vocab_size: int, suffix: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def train_bpe(vocab_size: int, suffix: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Learn a byte-level BPE on the corpus; return its vocabulary and merges.
 
     Written out (rather than ``tokenizers``' trainer) because that trainer breaks ties between
@@ -124,7 +126,8 @@ def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _with_specials(vocab: dict[str, int], specials: Sequence[str]) -> dict[str, int]:
+def with_specials(vocab: dict[str, int], specials: Sequence[str]) -> dict[str, int]:
+    """The vocabulary renumbered with ``specials`` first (ids 0, 1, ...), duplicates dropped."""
     ordered = list(specials) + [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     return {token: i for i, token in enumerate(dict.fromkeys(ordered))}
 
@@ -134,8 +137,8 @@ def build_emotion(directory: Path, labels: Sequence[str]) -> Path:
     import torch
     from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
 
-    vocab, merges = _train_bpe(vocab_size=800, suffix="")
-    vocab = _with_specials(vocab, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    vocab, merges = train_bpe(vocab_size=800, suffix="")
+    vocab = with_specials(vocab, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=512)
     config = RobertaConfig(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -178,8 +181,8 @@ def build_diffusion(directory: Path) -> Path:
         UNet2DConditionModel,
     )
 
-    vocab, merges = _train_bpe(vocab_size=600, suffix="</w>")
-    vocab = _with_specials(vocab, ["<|startoftext|>", "<|endoftext|>"])
+    vocab, merges = train_bpe(vocab_size=600, suffix="</w>")
+    vocab = with_specials(vocab, ["<|startoftext|>", "<|endoftext|>"])
     torch.manual_seed(SEED)
     tokenizer, text_encoder = _tiny_clip(vocab, merges)
     unet = UNet2DConditionModel(
@@ -392,8 +395,8 @@ def build_clap(directory: Path) -> Path:
         RobertaTokenizer,
     )
 
-    vocab, merges = _train_bpe(vocab_size=800, suffix="")
-    vocab = _with_specials(vocab, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    vocab, merges = train_bpe(vocab_size=800, suffix="")
+    vocab = with_specials(vocab, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=CLAP_MAX_LENGTH)
     text = dict(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

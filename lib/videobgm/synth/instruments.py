@@ -1,7 +1,7 @@
 """The procedural synthesiser's instruments: wavetable voices, drums, reverb, limiter.
 
 Building blocks for :mod:`videobgm.synth` (the arranging; the table is
-:mod:`videobgm.synth_styles`): every function returns float arrays at a given sample rate and
+:mod:`videobgm.synth.styles`): every function returns float arrays at a given sample rate and
 is deterministic (drum and reverb noise come from fixed seeds). Notes and drum hits are
 cached, read-only, because an arrangement repeats them many times.
 """

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from videobgm import paths
-from videobgm.dataset_fetch import FetchParams
+from videobgm import media, paths
+from videobgm.dataset.fetch import FetchParams, fetch
 from videobgm.errors import VideobgmError
-from videobgm.spectrogram import SpectrogramParams
+from videobgm.spectrogram import codec as sp
+from videobgm.spectrogram.codec import SpectrogramParams, hz_to_mel, mel_to_hz
 
 if TYPE_CHECKING:
-    from videobgm.dataset import CurateParams, Selected
+    from videobgm.dataset.params import CurateParams, Selected
 
 FORMAT = "videobgm-spectrogram-dataset/2"  # changes when the same inputs would give other files
 SHARDS = "shards"  # folder of the per-track records, beside train/
@@ -65,7 +66,6 @@ def clip_starts(track_id: str, samples: int, params: CurateParams) -> list[int]:
 
 def render_clip(audio: np.ndarray, params: CurateParams):
     """The spectrogram image (EXIF parameters) of one window: ``window_px`` wide, 512 high."""
-    from videobgm import spectrogram as sp
 
     mel = sp.mel_from_audio(audio, params.spectrogram, device="cpu")
     return sp.image_from_mel(mel[..., : params.window_px], params.spectrogram)
@@ -79,11 +79,10 @@ def band_limited(audio: np.ndarray, low_rate: int, rate: int = 44100) -> np.ndar
 
 def band_centres_hz(params: SpectrogramParams | None = None) -> np.ndarray:
     """Centre frequency (Hz) of each mel band, i.e. of each image row, lowest first."""
-    from videobgm.spectrogram import _hz_to_mel, _mel_to_hz
 
     p = params or SpectrogramParams()
-    low, high = _hz_to_mel(p.min_frequency), _hz_to_mel(p.max_frequency)
-    return _mel_to_hz(np.linspace(low, high, p.num_frequencies + 2)[1:-1])
+    low, high = hz_to_mel(p.min_frequency), hz_to_mel(p.max_frequency)
+    return mel_to_hz(np.linspace(low, high, p.num_frequencies + 2)[1:-1])
 
 
 def rows_above(frequency_hz: float, params: SpectrogramParams | None = None) -> int:
@@ -157,8 +156,6 @@ def save_png(image, path: Path) -> Path:
 def process_track(job: TrackJob) -> dict:
     """Fetch, decode, cut, render and write one track; write and return its shard record
     (``status`` ``ok``, ``short`` or ``failed`` with the ``error``)."""
-    from videobgm import media
-    from videobgm.dataset_fetch import fetch
 
     params = job.params
     rate = params.spectrogram.sample_rate

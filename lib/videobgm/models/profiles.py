@@ -8,7 +8,7 @@ seconds, in the *same* on-disk formats, so that the real loading code (``whisper
 
 A model reference is either a hub id / Whisper model name, a local path, ``tiny:<part>``
 (resolved by :func:`locate`, building the tiny models on first use) or ``bench:<part>``: the
-pretrained architectures at full size with random weights (:mod:`videobgm.bench_models`, the
+pretrained architectures at full size with random weights (:mod:`videobgm.models.full`, the
 ``bench`` profile), for speed measurements without downloads.
 """
 
@@ -31,10 +31,12 @@ from typing import Any
 
 from videobgm import paths
 from videobgm.errors import InputError, VideobgmError
+from videobgm.models import full as bench_models
+from videobgm.models import tiny
+from videobgm.vocab import EMOTION_LABELS
 
 log = logging.getLogger(__name__)
 
-EMOTION_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 TINY_VERSION = 3  # bump when the tiny models' recipe changes, so caches are rebuilt
 TINY_RESOLUTION = 512  # px; the tiny pipeline works at riffusion's native size
 _HUB_TIMEOUT_S = 3.0  # s; each reachability probe (all run at once, in parallel)
@@ -435,8 +437,6 @@ def locate(ref: str) -> str:
     """Resolve a model reference: ``tiny:<part>`` and ``bench:<part>`` to their local paths
     (building them if needed); anything else is returned as it is."""
     if ref.startswith("bench:"):
-        from videobgm import bench_models
-
         return str(bench_models.build(ref.split(":", 1)[1]))
     if ref.startswith("tiny:"):
         part = ref.split(":", 1)[1]
@@ -459,7 +459,6 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
     if not force and manifest.exists():
         if json.loads(manifest.read_text()).get("version") == TINY_VERSION:
             return built
-    from videobgm import tiny
 
     paths.ensure_dir(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))

@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from videobgm import paths
+from videobgm.errors import InputError
+from videobgm.models import tiny
+from videobgm.vocab import EMOTION_LABELS
 
 SEED = 0
 POOL_SIZE = 1 << 20  # seeded normal numbers that fill every weight tensor
@@ -265,11 +268,9 @@ def diffusion_pipeline(sizes: DiffusionSizes | None = None) -> Any:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from videobgm import tiny
-
     sizes = sizes or DiffusionSizes()
-    vocab, merges = tiny._train_bpe(vocab_size=600, suffix="</w>")
-    vocab = tiny._with_specials(vocab, ["<|startoftext|>", "<|endoftext|>"])
+    vocab, merges = tiny.train_bpe(vocab_size=600, suffix="</w>")
+    vocab = tiny.with_specials(vocab, ["<|startoftext|>", "<|endoftext|>"])
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=tiny.CLIP_MAX_LENGTH)
     ids = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
            "pad_token_id": vocab["<|endoftext|>"]}  # fmt: skip
@@ -307,9 +308,6 @@ def build_emotion(directory: Path, sizes: dict | None = None) -> Path:
     weights, and the tiny models' BPE tokenizer, saved with ``save_pretrained``."""
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
 
-    from videobgm import tiny
-    from videobgm.models import EMOTION_LABELS
-
     with tempfile.TemporaryDirectory() as tmp:
         tiny.build_emotion(Path(tmp), EMOTION_LABELS)  # for its tokenizer and label maps
         config = RobertaConfig.from_pretrained(tmp)
@@ -329,11 +327,8 @@ def build_emotion(directory: Path, sizes: dict | None = None) -> Path:
 def build(part: str, directory: Path | None = None) -> Path:
     """Build one ``bench:<part>`` model into ``directory`` (default ``data/models/bench``)
     unless it is there already; return its path. Appears atomically."""
-    from videobgm import tiny
 
     if part not in PARTS:
-        from videobgm.errors import InputError
-
         raise InputError(f"unknown bench model 'bench:{part}'; known: {', '.join(PARTS)}")
     folder = paths.ensure_dir(Path(directory) if directory else paths.bench_models())
     target = folder / PARTS[part]

@@ -37,9 +37,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from videobgm import spectrogram as spec
-from videobgm import spectrogram_dsp as dsp
-from videobgm.spectrogram import SpectrogramParams
+from videobgm import media, separate
+from videobgm.spectrogram import codec as spec
+from videobgm.spectrogram import dsp
+from videobgm.spectrogram.codec import SpectrogramParams
+from videobgm.synth import arrange as synth
 
 RIFFUSION_MEL_ITERATIONS = 200  # SpectrogramParams.max_mel_iters
 RIFFUSION_GL_ITERATIONS = 32  # SpectrogramParams.num_griffin_lim_iters
@@ -137,7 +139,7 @@ def riffusion_audio_from_image(
 def naive_mel_from_audio(audio: np.ndarray, params: SpectrogramParams = DEFAULTS) -> np.ndarray:
     """riffusion's mel amplitudes (int16 scale), one column at a time: reflect-pad half an FFT,
     window each 400 ms frame (Hann of 100 ms in its middle), FFT, magnitude, filterbank."""
-    channels = spec._as_channels(audio, params) * spec.INT16_SCALE
+    channels = spec.as_channels(audio, params) * spec.INT16_SCALE
     half, hop = params.n_fft // 2, params.hop_length
     window = np.zeros(params.n_fft, dtype=np.float32)
     offset = (params.n_fft - params.win_length) // 2
@@ -215,7 +217,6 @@ def original_compose(
     crossfade; neutral (and silence) stretches silent for their length. ``render`` maps each
     clip to what is played (default: itself). Returns the audio (not the timeline's length, as
     in the original) and the sample of every join."""
-    from videobgm import synth
 
     pieces, joins, position = [], [], 0
     for index, span in enumerate(timeline):
@@ -259,7 +260,6 @@ def reencode(video: Path, audio: Path, out: Path) -> Path:
     """Replace a video's audio by re-encoding everything, as moviepy's ``write_videofile``
     does with its defaults (libx264 ``medium``, MP3). moviepy also pipes every decoded frame
     through Python, which this skips: the baseline is if anything faster than the original."""
-    from videobgm import media
 
     args = ["-y", "-i", str(video), "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0"]
     media.run_ffmpeg([*args, *MOVIEPY_VIDEO, *MOVIEPY_AUDIO, "-shortest", str(out)], out,
@@ -274,7 +274,6 @@ def original_style_run(
     decode, voice isolation (our spectral separator stands in for Spleeter: same cost counted
     for both), composition, mix, re-encode. Writes ``out``; returns seconds per stage.
     ``after_stage(name)`` is called as each stage ends (benchmarks measure memory there)."""
-    from videobgm import media, separate
 
     times: dict[str, float] = {}
     started = time.perf_counter()

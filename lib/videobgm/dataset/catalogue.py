@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from videobgm import paths
-from videobgm.dataset_fetch import is_url
+from videobgm import media, paths
+from videobgm.dataset.fetch import is_url
 from videobgm.errors import InputError
-from videobgm.prompts import DATASET_MOODS
+from videobgm.synth import arrange as synth
+from videobgm.vocab import DATASET_MOODS
 
 SYNTHETIC = "synthetic"  # the source name of the synthetic catalogue
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
@@ -295,8 +296,6 @@ def _synthetic_row(track_id, moods, tags, rng, seconds) -> dict:
 
 
 def _write_synthetic_audio(stem: Path, row: dict, sample_rate: int, audio_format: str) -> None:
-    from videobgm import media, synth
-
     audio = synth.track(row["moods"][0], row["seconds"], row["seed"], sample_rate)
     target = stem.with_suffix(f".{audio_format}")
     row["audio"] = f"{row['audio']}.{audio_format}"

@@ -1,0 +1,66 @@
+"""Curate a mood-captioned spectrogram dataset (a Hugging Face imagefolder).
+
+``catalogue`` reads track tables (or makes the synthetic one); ``fetch`` downloads audio;
+``clips`` cuts tracks into spectrogram images; ``curation`` selects and captions; ``card``
+writes the dataset card and pushes it.
+"""
+
+from videobgm.dataset.curation import (
+    DEFAULT_NAME,
+    MOOD_RULES,
+    SYNTHETIC,
+    CurateParams,
+    CurateResult,
+    FetchParams,
+    Selected,
+    add_cli,
+    band_centres_hz,
+    band_limited,
+    caption,
+    choose_mood,
+    clip_starts,
+    curate,
+    default_workers,
+    fetch_audio,
+    load,
+    mood_counts,
+    preview_audio,
+    read_catalogue,
+    render_clip,
+    rows_above,
+    select,
+    synthetic_catalogue,
+    tag_counts,
+    to_rate,
+    track_table,
+)
+
+__all__ = [
+    "CurateParams",
+    "CurateResult",
+    "DEFAULT_NAME",
+    "FetchParams",
+    "MOOD_RULES",
+    "SYNTHETIC",
+    "Selected",
+    "add_cli",
+    "band_centres_hz",
+    "band_limited",
+    "caption",
+    "choose_mood",
+    "clip_starts",
+    "curate",
+    "default_workers",
+    "fetch_audio",
+    "load",
+    "mood_counts",
+    "preview_audio",
+    "read_catalogue",
+    "render_clip",
+    "rows_above",
+    "select",
+    "synthetic_catalogue",
+    "tag_counts",
+    "to_rate",
+    "track_table",
+]
