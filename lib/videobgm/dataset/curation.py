@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videobgm import engine, paths
+from videobgm import paths
 from videobgm.dataset import card as dataset_card
 from videobgm.dataset.card import OUTPUTS, push_to_hub
 from videobgm.dataset.catalogue import SYNTHETIC, Track, read_catalogue, synthetic_catalogue
@@ -212,6 +212,8 @@ def curate(
     params, fetch = params or CurateParams(), fetch or FetchParams()
     out = Path(out) if out is not None else paths.processed() / DEFAULT_NAME
     if ray:
+        from videobgm import engine  # above this module (its batches run the pipeline): no cycle
+
         workers = int(engine.connect(address).get("CPU", 1))  # the cluster's cores
     workers = default_workers() if workers is None else workers
     check_int("workers", workers, 1)
@@ -276,6 +278,8 @@ def run_jobs(
     processes, at most two jobs queued per worker; with ``ray``, as tasks on the connected Ray
     cluster); return the number of images written."""
     from tqdm.auto import tqdm
+
+    from videobgm import engine  # above this module (its batches run the pipeline): no cycle
 
     written = 0
     with tqdm(total=len(jobs), unit="track", desc="curate", disable=not progress) as bar:
@@ -385,6 +389,8 @@ def add_cli(subparsers) -> None:
     add("--overwrite", action="store_true", help="remove an earlier run's files in --out first")
     add("--push-to-hub", metavar="REPO_ID", default=None, help="upload (private; $HF_TOKEN)")
     add("--quiet", action="store_true", help="no progress bar")
+    from videobgm import engine  # above this module (its batches run the pipeline): no cycle
+
     engine.add_options(add)
     parser.set_defaults(func=_cli_curate)
 
