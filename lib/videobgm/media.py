@@ -22,6 +22,7 @@ import numpy as np
 
 from videobgm.errors import VideobgmError
 from videobgm.paths import atomic_output
+from videobgm.vocab import SAMPLE_RATE
 
 AUDIO_SUFFIXES = {".wav": "WAV", ".flac": "FLAC"}
 # Output containers whose audio must be Opus rather than AAC.
@@ -184,7 +185,7 @@ def _audio_channels(path: Path) -> int:
 
 def iter_audio(
     path: str | os.PathLike[str],
-    sample_rate: int = 44100,
+    sample_rate: int = SAMPLE_RATE,
     mono: bool = True,
     chunk_s: float = 30.0,
     start_s: float = 0.0,
@@ -222,7 +223,7 @@ def _to_array(buf: bytes | bytearray, channels: int, mono: bool) -> np.ndarray:
 
 def decode_audio(
     path: str | os.PathLike[str],
-    sample_rate: int = 44100,
+    sample_rate: int = SAMPLE_RATE,
     mono: bool = True,
     start_s: float = 0.0,
     duration_s: float | None = None,

@@ -14,9 +14,10 @@ from videobgm import media, paths
 from videobgm.dataset.clips import to_rate
 from videobgm.errors import InputError
 from videobgm.models import profiles as models
+from videobgm.vocab import SAMPLE_RATE
 
 CLAP_RATE = 48000  # Hz; CLAP's feature extractor works at 48 kHz
-RATE_44K = 44100  # Hz; the project's audio rate (composed music, decoded dataset clips)
+RATE_44K = SAMPLE_RATE  # Hz; the project's audio rate (composed music, decoded dataset clips)
 WINDOW_S = 10.0  # s; CLAP's input length: longer audio is cut into windows, averaged
 MIN_TAIL_S = 1.0  # s; a last window shorter than this is dropped (unless it is the only one)
 BATCH = 8  # windows per forward pass

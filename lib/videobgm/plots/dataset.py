@@ -12,6 +12,7 @@ import numpy as np
 
 from videobgm.dataset.curation import band_centres_hz, rows_above
 from videobgm.spectrogram.codec import SpectrogramParams, mel_from_image
+from videobgm.vocab import SAMPLE_RATE
 
 # One colour per dataset mood, the same in every figure.
 MOOD_COLORS = {
@@ -98,7 +99,7 @@ def band_profile_db(image, params: SpectrogramParams | None = None) -> np.ndarra
     return 20 * np.log10(np.maximum(mel.mean(axis=1) / max(mel.max(), 1e-12), 1e-8))
 
 
-def plot_rate_comparison(full, low, low_rate: int, full_rate: int = 44100):
+def plot_rate_comparison(full, low, low_rate: int, full_rate: int = SAMPLE_RATE):
     """The same clip's image from audio at ``full_rate`` and at ``low_rate``, and their mean
     level per band with ``low_rate``'s Nyquist frequency marked."""
     import matplotlib.pyplot as plt

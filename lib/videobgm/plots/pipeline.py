@@ -14,6 +14,7 @@ from videobgm.mix import array_reader, duck_curve
 from videobgm.plots.emotion import EMOTION_COLORS
 from videobgm.spectrogram import codec as spectrogram
 from videobgm.transcribe import load_transcript
+from videobgm.vocab import CLIP_SECONDS, SAMPLE_RATE
 
 _BINS = 1500  # columns of a drawn waveform envelope
 
@@ -41,7 +42,7 @@ def _min_max(read, n: int, sample_rate: int, bins: int):
     return (np.arange(bins) + 0.5) * width / sample_rate, low, high
 
 
-def plot_run(spans, voice, music, sample_rate: int = 44100, title: str = ""):
+def plot_run(spans, voice, music, sample_rate: int = SAMPLE_RATE, title: str = ""):
     """The timeline as coloured bands over the waveforms of the isolated voice and the new
     music (arrays at ``sample_rate``, or WAV/FLAC paths): where the music follows the
     emotions, and where the words are."""
@@ -212,7 +213,7 @@ def clip_images(result, count: int = 6) -> list:
         return [Image.open(p) for p in sorted(folder.glob("clip-*.png"))[:count]]
     params = spectrogram.SpectrogramParams()
     audio = media.decode_audio(result.bgm[0], params.sample_rate)
-    window = int(5.12 * params.sample_rate)
+    window = int(CLIP_SECONDS * params.sample_rate)
     starts = range(0, max(len(audio) - window, 0) + 1, window)
     return [spectrogram.image_from_audio(audio[s : s + window], params) for s in starts][:count]
 
