@@ -58,7 +58,7 @@ from videobgm.transcribe import (
     transcript_for,
 )
 from videobgm.vad import VadParams
-from videobgm.vocab import SAMPLE_RATE
+from videobgm.vocab import CLIP_SECONDS, SAMPLE_RATE
 
 MIN_DURATION_S = 1.0  # shorter inputs are refused
 STAGE_VERSION = 1  # bump when a stage's outputs change meaning, to invalidate old run folders
@@ -66,7 +66,6 @@ MUSIC = ("auto", "riffusion", "procedural")
 SEPARATION = ("auto", "spectral", "demucs", "none")
 AUDIO_OUTPUTS = {".wav", ".flac"}
 CPU_RIFFUSION_S_PER_CLIP = 60.0  # s; rough: riffusion, 20 steps, one 5.12 s clip, 8-core CPU
-CLIP_S = 5.12  # s of music per riffusion clip
 RANKING_FILE = "ranking.json"  # per-variant fit scores, best first (with ``rank``)
 REENCODES = 2  # at most this many extra mix-and-encode passes to hold the delivered true peak
 PEAK_MARGIN_DB = 0.1  # dB the ceiling is lowered beyond the measured overshoot
@@ -637,7 +636,7 @@ def _music_backend(music: str, profile: models.ModelProfile, device: str, second
     if profile.diffusion.startswith("tiny:"):
         return "procedural"
     if not device.startswith("cuda"):
-        minutes = -(-seconds // CLIP_S) * CPU_RIFFUSION_S_PER_CLIP / 60
+        minutes = -(-seconds // CLIP_SECONDS) * CPU_RIFFUSION_S_PER_CLIP / 60
         print(
             f"videobgm: music: procedural; riffusion was skipped on the CPU (roughly "
             f"{minutes:.0f} min for this video there); --music riffusion runs it anyway",
