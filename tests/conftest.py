@@ -61,3 +61,19 @@ def make_video(tmp_path):
         return media.write_video(tmp_path / name, gradient_frames(seconds, fps), fps, wav)
 
     return _make
+
+
+def phrases(*items: tuple[float, float, str, float], duration_s: float) -> tuple:
+    """A transcript and its scores from ``(start_s, end_s, emotion, top probability)`` items;
+    the other six labels share the rest equally (for the emotion tests)."""
+    from videobgm.transcribe import Segment, Transcript
+    from videobgm.vocab import EMOTION_LABELS
+
+    segments, rows = [], []
+    for i, (start, end, name, top) in enumerate(items):
+        segments.append(Segment(start, end, f"phrase {i}", id=i))
+        row = np.full(len(EMOTION_LABELS), (1 - top) / (len(EMOTION_LABELS) - 1))
+        row[EMOTION_LABELS.index(name)] = top
+        rows.append(row)
+    scores = np.array(rows).reshape(-1, len(EMOTION_LABELS))
+    return Transcript(tuple(segments), duration_s, "en", "test"), scores

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import phrases
 from videobgm import cli, media
 from videobgm.emotion import classifier as emotion
 from videobgm.emotion import eval as emotion_eval
@@ -21,18 +22,6 @@ from videobgm.transcribe import Segment, Transcript
 from videobgm.vocab import EMOTION_LABELS, Span
 
 LABEL = {name: i for i, name in enumerate(EMOTION_LABELS)}
-
-
-def phrases(*items: tuple[float, float, str, float], duration_s: float) -> tuple:
-    """A transcript and scores from (start, end, emotion, top probability) items."""
-    segments, rows = [], []
-    for i, (start, end, name, top) in enumerate(items):
-        segments.append(Segment(start, end, f"phrase {i}", id=i))
-        row = np.full(len(EMOTION_LABELS), (1 - top) / (len(EMOTION_LABELS) - 1))
-        row[LABEL[name]] = top
-        rows.append(row)
-    scores = np.array(rows).reshape(-1, len(EMOTION_LABELS))
-    return Transcript(tuple(segments), duration_s, "en", "test"), scores
 
 
 # --------------------------------------------------------------------------- properties

@@ -11,23 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import phrases
 from videobgm import emotion
 from videobgm.emotion import EMOTION_LABELS, Span
-from videobgm.transcribe import Segment, Transcript
 
 LABEL = {name: i for i, name in enumerate(EMOTION_LABELS)}
-
-
-def phrases(*items: tuple[float, float, str, float], duration_s: float):
-    """A transcript and its scores from ``(start_s, end_s, emotion, top probability)``; the
-    other six labels share the rest equally."""
-    segments, rows = [], []
-    for i, (start, end, name, top) in enumerate(items):
-        segments.append(Segment(start, end, f"phrase {i}", id=i))
-        row = np.full(len(EMOTION_LABELS), (1 - top) / (len(EMOTION_LABELS) - 1))
-        row[LABEL[name]] = top
-        rows.append(row)
-    return Transcript(tuple(segments), duration_s, "en", "test"), np.array(rows)
 
 
 def shape(spans: list[Span]) -> list[tuple[float, float, str]]:
