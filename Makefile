@@ -8,6 +8,8 @@ PROFILE ?= auto
 BENCH_ARGS ?=
 REPORTS_ARGS ?=
 APP_ARGS ?=
+# pytest-xdist workers for make test ("auto": one per core); tests/conftest.py groups the files.
+TEST_WORKERS ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 # Tests never touch the model hub; the library builds its tiny models locally.
 TEST_ENV := VIDEOBGM_PROFILE=tiny HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_WAIT_POLICY=PASSIVE
@@ -36,7 +38,7 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 test: lint ## lint, then every test and every notebook (nbval) with the tiny offline models
-	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup tests notebooks --nbval-lax --nbval-current-env
 
 demo: $(STAMP) ## run the main job on the demo sample, outputs under reports/ and runs/
 	$(BIN)/python -m videobgm.demo --profile $(PROFILE)

@@ -17,16 +17,41 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from videobgm import media, paths  # noqa: E402
 
 
+# Test files that run the notebooks' own code paths against the repository's data/ and runs/
+# folders (notebook 02's LoRA is what notebook 04's "auto" picks up; notebook 04 and its papermill
+# runs share the demo's run folder): under pytest-xdist they go to one worker, in order, with the
+# notebooks. (The web app's tests use their own session folders.)
+SHARED_STATE_FILES = {"test_notebook_execution.py"}
+
+
+def pytest_configure(config):
+    """Build the tiny models once, before pytest-xdist starts its workers (each worker would
+    otherwise build them at the same time on a fresh clone)."""
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+        from videobgm import models
+
+        models.build_tiny_models()
+
+
 def pytest_collection_modifyitems(config, items):
-    """Skip ``requires_cuda`` tests on machines without a GPU (the only allowed skip)."""
+    """Skip ``requires_cuda`` tests on machines without a GPU (the only allowed skip), and
+    give each test its pytest-xdist group (``make test`` runs ``--dist loadgroup``)."""
     import torch
 
-    if torch.cuda.is_available():
-        return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "requires_cuda" in item.keywords:
+        if "requires_cuda" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip)
+        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
+
+
+def _worker_group(item) -> str:
+    """One file stays on one worker (its module fixtures are built once); the notebooks and
+    the tests that share their folders form one group."""
+    name = item.path.name
+    if item.path.suffix == ".ipynb" or name in SHARED_STATE_FILES:
+        return "notebooks"
+    return name
 
 
 @pytest.fixture(scope="session")

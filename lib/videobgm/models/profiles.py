@@ -470,6 +470,8 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
         tiny.build_clap(staging / _TINY_PARTS["clap"])
         (staging / "manifest.json").write_text(json.dumps({"version": TINY_VERSION}, indent=2))
         if target.exists():
+            if manifest.exists() and json.loads(manifest.read_text()).get("version") == TINY_VERSION:
+                return built  # another builder finished first; its models are identical
             shutil.rmtree(target, ignore_errors=True)
         try:
             os.replace(staging, target)
