@@ -14,8 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # libgomp busy-waits by default; on shared cores that costs a time slice per small operation.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from videobgm import media, paths  # noqa: E402
-
+from videobgm import media, models, paths  # noqa: E402
 
 # Test files that run the notebooks' own code paths against the repository's data/ and runs/
 # folders (notebook 02's LoRA is what notebook 04's "auto" picks up; notebook 04 and its papermill
@@ -28,8 +27,6 @@ def pytest_configure(config):
     """Build the tiny models once, before pytest-xdist starts its workers (each worker would
     otherwise build them at the same time on a fresh clone)."""
     if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
-        from videobgm import models
-
         models.build_tiny_models()
 
 

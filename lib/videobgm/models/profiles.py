@@ -456,9 +456,8 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
     target = Path(directory) if directory else paths.tiny_models()
     built = {part: target / name for part, name in _TINY_PARTS.items()}
     manifest = target / "manifest.json"
-    if not force and manifest.exists():
-        if json.loads(manifest.read_text()).get("version") == TINY_VERSION:
-            return built
+    if not force and _tiny_manifest_current(manifest):
+        return built
 
     paths.ensure_dir(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
@@ -470,7 +469,7 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
         tiny.build_clap(staging / _TINY_PARTS["clap"])
         (staging / "manifest.json").write_text(json.dumps({"version": TINY_VERSION}, indent=2))
         if target.exists():
-            if manifest.exists() and json.loads(manifest.read_text()).get("version") == TINY_VERSION:
+            if _tiny_manifest_current(manifest):
                 return built  # another builder finished first; its models are identical
             shutil.rmtree(target, ignore_errors=True)
         try:
@@ -480,6 +479,11 @@ def build_tiny_models(directory: str | os.PathLike[str] | None = None, force: bo
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return built
+
+
+def _tiny_manifest_current(manifest: Path) -> bool:
+    """Whether ``manifest`` exists and names this library's :data:`TINY_VERSION`."""
+    return manifest.exists() and json.loads(manifest.read_text()).get("version") == TINY_VERSION
 
 
 # --------------------------------------------------------------------------- loaders
