@@ -100,6 +100,29 @@ def test_auto_substitutes_and_says_so(monkeypatch, tmp_path, capsys):
     assert "OFFLINE" not in capsys.readouterr().err, "one banner per process"
 
 
+@pytest.mark.parametrize(
+    ("run", "named"),
+    [
+        ({}, "speech, emotion, music, voice"),  # the defaults: no CLAP without --rank
+        ({"rank": True}, "speech, emotion, music, voice, fit"),
+        ({"music": "procedural", "separator": "spectral"}, "speech, emotion"),
+    ],
+)
+def test_the_banner_names_only_the_stages_the_run_loads(monkeypatch, tmp_path, capsys, run, named):
+    from videobgm.pipeline import RunParams
+
+    monkeypatch.delenv("VIDEOBGM_PROFILE")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("XDG_CACHE_HOME", "HF_HOME", "TORCH_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var))  # empty caches: every stage is missing
+    monkeypatch.setattr(models, "_ANNOUNCED", set())
+    profile = models.resolve_profile("auto", "cpu", RunParams(**run).model_stages())
+    assert len(profile.substituted) == 5  # the profile itself still swaps every missing stage
+    assert f"OFFLINE MODELS for: {named}.\n" in capsys.readouterr().err
+    with pytest.raises(InputError, match="unknown model stage 'clap'"):
+        models.resolve_profile("auto", "cpu", ["clap"])
+
+
 def test_whisper_choice_follows_device_and_task():
     profile = models.PRETRAINED
     assert profile.whisper("cpu") == "small"

@@ -101,7 +101,6 @@ class RunParams:
     rank: bool = False  # score each variant's fit to the timeline (CLAP); outputs best first
 
     def __post_init__(self) -> None:
-
         # "English", "EN" and "en" are one language (Whisper's table); unknown: one sentence
         object.__setattr__(self, "language", normalise_language(self.language))
         _choose("music", self.music, MUSIC)
@@ -113,6 +112,18 @@ class RunParams:
 
         self.timeline_params(TimelineParams)  # each raises InputError on a bad value
         self.mix_params(MixParams)
+
+    def model_stages(self) -> tuple[str, ...]:
+        """The model stages (``models.STAGE_NAMES``) this run loads: the offline banner names
+        only these (no CLAP without ``rank``, no riffusion for procedural music)."""
+        used = {
+            "speech": True,
+            "emotion": True,
+            "music": self.music != "procedural",
+            "voice": self.separator in ("auto", "demucs"),
+            "fit": self.rank,
+        }
+        return tuple(stage for stage, on in used.items() if on)
 
     def mix_params(self, cls: Any = None) -> Any:
         return (cls or MixParams)(
@@ -291,7 +302,7 @@ def _prepare(video_path, out_path, run_dir, progress, keep_models, params) -> tu
     if info.duration_s < MIN_DURATION_S:
         raise InputError(f"{source}: is {info.duration_s:.2f} s long; at least 1 s is needed")
     outputs = _output_paths(source, out_path, info.has_video, settings.variants)
-    profile = models.resolve_profile(settings.profile, settings.device)
+    profile = models.resolve_profile(settings.profile, settings.device, settings.model_stages())
     if settings.lora != "auto":
         profile = dataclasses.replace(profile, lora=settings.lora)
     input_hash = file_hash(source)

@@ -55,11 +55,11 @@ def run_files(
     the order of ``files``."""
     import ray.data  # deferred: an optional extra, slow to import
 
-    pipeline.RunParams(**params)  # one sentence for a bad value, before the cluster is asked
+    settings = pipeline.RunParams(**params)  # one sentence for a bad value, before the cluster
     resources = cluster.connect(address)
     # One device for every step: the stage keys name the models a device loads.
     params = params | {"device": params.get("device") or _device(resources)}
-    profile = models.resolve_profile(params.get("profile", "auto"), params["device"])
+    profile = models.resolve_profile(settings.profile, params["device"], settings.model_stages())
     steps = cluster.plan(profile, len(files), resources, gpus_per_stage)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress  # Ray Data draws one bar per step

@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,7 @@ _STAGE_FIELDS = {
     "voice": ("separator",),
     "fit": ("clap",),
 }
+STAGE_NAMES = tuple(_STAGE_FIELDS)  # the model stages "auto" checks, in the banner's order
 
 
 # --------------------------------------------------------------------------- devices
@@ -179,14 +180,20 @@ def torch_threads(count: int) -> Iterator[None]:
 # --------------------------------------------------------------------------- profiles
 
 
-def resolve_profile(name: str | ModelProfile = "auto", device: str | None = None) -> ModelProfile:
+def resolve_profile(
+    name: str | ModelProfile = "auto",
+    device: str | None = None,
+    stages: Iterable[str] | None = None,
+) -> ModelProfile:
     """The profile to use: ``$VIDEOBGM_PROFILE`` wins, then ``name``.
 
     ``"auto"`` keeps each stage's pretrained model when its weights are in the local caches
     (every Whisper file ``device`` will load, the emotion and riffusion repos at their pinned
     commits, demucs in the Hugging Face cache or torch.hub's) or the hosts answer (probed once,
-    together, within a few seconds), and substitutes the stage's offline model otherwise; one
-    banner on stderr names what was substituted (``profile.substituted`` records it).
+    together, within a few seconds), and substitutes the stage's offline model otherwise
+    (``profile.substituted`` records it). One banner on stderr names the substituted stages
+    among ``stages``, the ones the caller will run (``STAGE_NAMES``; None: all of them), so a
+    run that never scores its music does not warn about the scoring model.
     """
     chosen = os.environ.get("VIDEOBGM_PROFILE") or name
     if isinstance(chosen, ModelProfile):
@@ -201,21 +208,30 @@ def resolve_profile(name: str | ModelProfile = "auto", device: str | None = None
         return dataclasses.replace(PRETRAINED, name="auto")
     swaps = {f: getattr(TINY, f) for stage in missing for f in _STAGE_FIELDS[stage]}
     profile = dataclasses.replace(PRETRAINED, name="auto", substituted=tuple(missing), **swaps)
-    _announce(profile)
+    used = set(STAGE_NAMES if stages is None else _known_stages(stages))
+    _announce(tuple(stage for stage in missing if stage in used))
     return profile
 
 
 _ANNOUNCED: set[tuple[str, ...]] = set()  # one banner per process for each substitution
 
 
-def _announce(profile: ModelProfile) -> None:
-    if profile.substituted in _ANNOUNCED:
+def _known_stages(stages: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(stages)
+    unknown = set(chosen) - set(STAGE_NAMES)
+    if unknown:
+        raise InputError(f"unknown model stage {sorted(unknown)[0]!r}; known: {STAGE_NAMES}")
+    return chosen
+
+
+def _announce(substituted: tuple[str, ...]) -> None:
+    if not substituted or substituted in _ANNOUNCED:
         return
-    _ANNOUNCED.add(profile.substituted)
+    _ANNOUNCED.add(substituted)
     line = "=" * 78
     print(
         f"{line}\n"
-        f"videobgm: OFFLINE MODELS for: {', '.join(profile.substituted)}.\n"
+        f"videobgm: OFFLINE MODELS for: {', '.join(substituted)}.\n"
         "Their pretrained weights are not cached and the model hub is unreachable, so these\n"
         "stages use locally built stand-ins (tiny random models; spectral voice separation).\n"
         "Results show the plumbing, not the quality of the real models.\n"
