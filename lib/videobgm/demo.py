@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m videobgm.demo", description=__doc__)
     parser.add_argument("--profile", default="auto", help="auto | pretrained | tiny")
     args = parser.parse_args(argv)
-    profile = models.resolve_profile(args.profile)  # the banner, once, before the notebook runs
+    stages = pipeline.RunParams(variants=VARIANTS).model_stages()
+    profile = models.resolve_profile(args.profile, stages=stages)  # the banner, before the notebook
     video = paths.demo_video()
     settings = {"profile": profile.name, "variants": VARIANTS}
     print(f"videobgm demo: {video.name} with the {profile.name!r} profile")
