@@ -38,7 +38,7 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 test: lint ## lint, then every test and every notebook (nbval) with the tiny offline models
-	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup tests notebooks --nbval-lax --nbval-current-env
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks --nbval-lax --nbval-current-env
 
 demo: $(STAMP) ## run the main job on the demo sample, outputs under reports/ and runs/
 	$(BIN)/python -m videobgm.demo --profile $(PROFILE)

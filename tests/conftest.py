@@ -31,24 +31,39 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip ``requires_cuda`` tests on machines without a GPU (the only allowed skip), and
-    give each test its pytest-xdist group (``make test`` runs ``--dist loadgroup``)."""
+    """Skip ``requires_cuda`` tests on machines without a GPU (the only allowed skip)."""
     import torch
 
+    if torch.cuda.is_available():
+        return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "requires_cuda" in item.keywords and not torch.cuda.is_available():
+        if "requires_cuda" in item.keywords:
             item.add_marker(skip)
-        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
 
 
-def _worker_group(item) -> str:
-    """One file stays on one worker (its module fixtures are built once); the notebooks and
-    the tests that share their folders form one group."""
-    name = item.path.name
-    if item.path.suffix == ".ipynb" or name in SHARED_STATE_FILES:
-        return "notebooks"
-    return name
+def worker_scope(nodeid: str) -> str:
+    """The pytest-xdist work unit of a test: its file (module fixtures are built once), except
+    that the notebooks and :data:`SHARED_STATE_FILES` form one unit, run in order."""
+    path = nodeid.split("::", 1)[0]
+    shared = path.endswith(".ipynb") or path.rsplit("/", 1)[-1] in SHARED_STATE_FILES
+    return "notebooks" if shared else path
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown when xdist is not installed
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs ``-n auto --dist loadfile``: pytest-xdist's file scheduling, with
+    :func:`worker_scope` for the unit. (Its ``xdist_group`` marks would do this, but pytest-xdist
+    3.8 cannot rename test ids under pytest 9, so ``--dist loadgroup`` groups nothing.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # deferred: only with pytest-xdist
+
+    class SharedStateScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_scope(nodeid)
+
+    return SharedStateScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
