@@ -53,8 +53,8 @@ def worker_scope(nodeid: str) -> str:
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown when xdist is not installed
 def pytest_xdist_make_scheduler(config, log):
     """``make test`` runs ``-n auto --dist loadfile``: pytest-xdist's file scheduling, with
-    :func:`worker_scope` for the unit. (Its ``xdist_group`` marks would do this, but pytest-xdist
-    3.8 cannot rename test ids under pytest 9, so ``--dist loadgroup`` groups nothing.)"""
+    :func:`worker_scope` for the unit. (Its ``xdist_group`` marks would do this, but under pytest
+    9.2 ``--dist loadgroup`` silently groups nothing: pytest-xdist issue #1386.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling  # deferred: only with pytest-xdist
