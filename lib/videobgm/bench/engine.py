@@ -43,10 +43,12 @@ STAGE_LABELS = {
 }  # fmt: skip
 PROJECTION = (
     "projection, not measured: each Ray step's per-video seconds (the sum of its stages', "
-    "measured by the local run) divided among its actors (GPU shares {shares}: actors = "
-    "floor(GPUs / share)), the finish step (mix, mux, report) among the CPUs the actors leave "
-    "free ({cpus} CPUs per GPU, 1 per task); throughput = the slowest step's. Assumes a "
-    "stage takes on a GPU actor what it took here and ignores start-up and transfers"
+    "measured by the local run, which loads each stage's models for every video where an "
+    "actor loads them once: an overstatement for model steps) divided among its actors (GPU "
+    "shares {shares}: actors = floor(GPUs / share)), the finish step (mix, mux, report) among "
+    "the CPUs the actors leave free ({cpus} CPUs per GPU, 1 per task); throughput = the "
+    "slowest step's. Assumes a stage takes on a GPU actor what it took here and ignores "
+    "start-up and transfers"
 )
 
 
@@ -251,6 +253,7 @@ def bench_engine(
         "profile": profile, "music": music, "local": local, "ray": on_ray,
         "ray_steps": [r["steps"] for r in found["runs"]["ray"]], "startup": found["startup"],
         "projection": projection, "cpus_per_gpu": CPUS_PER_GPU, "shares": cluster.REAL_GPUS,
+        "labels": STAGE_LABELS,
     }  # fmt: skip
     rows = throughput_rows(data) + stage_rows(data) + projection_rows(data)
     if not gpu:

@@ -148,7 +148,8 @@ def plot_engine(rows: list[dict]):
     left.barh(y + 0.18, [on_ray.get(s, 0.0) for s in stages], 0.36, color=OURS, label="Ray")
     left.barh(y - 0.18, [local[s] for s in stages], 0.36, color=BASELINE,
               label="local sequential")  # fmt: skip
-    left.set_yticks(y, stages, fontsize=8)
+    labels = data.get("labels", {})
+    left.set_yticks(y, [labels.get(s, s) for s in stages], fontsize=8)
     left.set(xlabel="seconds per video (median of rounds)",
              title=f"measured: {data['videos']} x {data['clip_s']:g} s videos, "
              f"{data['device']}, {data['profile']} models")  # fmt: skip
@@ -159,11 +160,9 @@ def plot_engine(rows: list[dict]):
     for n, rate, p in zip(gpus, rates, data["projection"], strict=True):
         right.annotate(p["bottleneck"], (n, rate), fontsize=7, xytext=(3, 3),
                        textcoords="offset points")  # fmt: skip
-    right.axhline(data["ray"]["videos_per_min"], color=OURS, lw=0.8,
-                  label="Ray here (measured)")  # fmt: skip
-    right.axhline(data["local"]["videos_per_min"], color=BASELINE, lw=0.8,
-                  label="local here (measured)")  # fmt: skip
-    right.set_xscale("log", base=2)
+    for name, color in (("ray", OURS), ("local", BASELINE)):
+        rate = data[name]["videos_per_min"]
+        right.axhline(rate, color=color, lw=0.8, label=f"{name} here, measured ({rate:.2g})")
     right.set_xticks(gpus, [str(n) for n in gpus])
     right.set(xlabel="GPUs", ylabel="videos per minute",
               title="throughput on N GPUs: projection (bottleneck step marked)")  # fmt: skip
