@@ -90,6 +90,7 @@ def test_rows_report_and_figure(tmp_path):
         assert set(bench.ROW_KEYS) <= set(r) and r["kind"] in bench.KINDS
         assert r["ours"] is None or math.isfinite(r["ours"])
     assert rows[0]["ratio"] == pytest.approx(50 / 110)  # Ray / local videos per minute
+    assert rows[1]["ours"] == 7.5 and rows[1]["ratio"] is None  # start-up, reported apart
     projected = [r for r in rows if "projection, not measured" in r["metric"]]
     assert [r["ours"] for r in projected] == [p["videos_per_min"] for p in data["projection"]]
     per_stage = {r["metric"]: r for r in rows if r["unit"] == "s/video"}

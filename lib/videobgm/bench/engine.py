@@ -231,7 +231,8 @@ def bench_engine(
 ) -> list[dict]:  # fmt: skip
     """Videos per minute of ``videos`` clips of ``seconds``: local sequential against Ray on
     this machine (medians of ``rounds`` alternating runs; default 2, 3 with ``full``), Ray's
-    start-up, per-stage seconds per video, and the projection to :data:`GPU_COUNTS` GPUs."""
+    start-up, per-stage seconds per video, and the projection to :data:`GPU_COUNTS` GPUs.
+    ``repeats`` (the cheap figures' count) is not used: a round is a whole batch."""
     try:
         import ray  # noqa: F401 - only whether the extra is installed
     except ImportError:
@@ -241,7 +242,7 @@ def bench_engine(
 
     gpu = torch.cuda.is_available()
     device = device or ("cuda" if gpu else "cpu")
-    rounds = rounds or (3 if full else max(2, min(repeats, ROUNDS)))
+    rounds = rounds or (3 if full else ROUNDS)  # whole batches: not the cheap figures' repeats
     params = {"profile": profile, "music": music, "sidecar": "", "device": device}
     folder = clip_folder(videos, seconds)
     with profile_env(profile):
@@ -256,9 +257,9 @@ def bench_engine(
         "labels": STAGE_LABELS,
     }  # fmt: skip
     rows = throughput_rows(data) + stage_rows(data) + projection_rows(data)
-    if not gpu:
-        rows.append(skipped("engine", "videos per minute with actor pools on a GPU",
-                            "no GPU: not measured"))  # fmt: skip
+    if not device.startswith("cuda"):
+        why = f"--device {device}: not measured on the GPU" if gpu else "no GPU: not measured"
+        rows.append(skipped("engine", "videos per minute with actor pools on a GPU", why))
     rows[0]["data"] = {"engine": data}
     return in_section("engine", rows)
 
@@ -279,9 +280,10 @@ def throughput_rows(data: dict) -> list[dict]:
             "worker processes, their imports and model loads, and stages of several videos "
             "sharing the cores"),
         row("Ray local cluster start-up", "s", startup["seconds"], None, kind="cost",
-            note=f"ray.init of a new local cluster ({startup['tries']} tries; up to "
-            f"{engine.START_TRIES}), not in the videos per minute above; resources "
-            f"{startup['resources']}"),
+            note=(f"ray.init of a new local cluster ({startup['tries']} tries; up to "
+                  f"{engine.START_TRIES})" if startup["tries"] else "a cluster this process "
+                  "had already joined: not measured") + ", not in the videos per minute "
+            f"above; resources {startup['resources']}"),
     ]  # fmt: skip
 
 
