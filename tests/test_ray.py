@@ -24,7 +24,6 @@ os.environ.setdefault("RAY_raylet_start_wait_time_s", "300")
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 TONES_HZ = {"a": 330.0, "b": 550.0}  # one video per tone; c.mp4 is not a video
 VIDEO_S = 2.0  # s per test video
-RAY_START_TRIES = 3  # local cluster start-ups before the Ray tests are skipped with the reason
 KILL_WAIT_S = 300.0  # s a submitted job may take to record its first stage on a busy machine
 
 
@@ -32,16 +31,12 @@ KILL_WAIT_S = 300.0  # s a submitted job may take to record its first stage on a
 def cluster():
     """One local Ray for the session; its workers inherit this process's environment
     (PYTHONPATH: this checkout's code; VIDEOBGM_PROFILE=tiny)."""
-    for attempt in range(RAY_START_TRIES):
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-            break
-        except Exception as exc:  # noqa: BLE001 - Ray's start-up errors have no common type
-            ray.shutdown()
-            if attempt == RAY_START_TRIES - 1:
-                # Seen only on an overloaded machine (the raylet crashing while it waits for
-                # its agent); the engine is not what failed, so say so instead of failing.
-                pytest.skip(f"a local Ray cluster did not start here ({exc})")
+    try:
+        engine.start_local(num_cpus=2)  # three tries: the engine's own start-up
+    except Exception as exc:  # noqa: BLE001 - Ray's start-up errors have no common type
+        # Seen only on an overloaded machine (the raylet crashing while it waits for its
+        # agent); the engine is not what failed, so say so instead of failing.
+        pytest.skip(f"a local Ray cluster did not start here in {engine.START_TRIES} tries ({exc})")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

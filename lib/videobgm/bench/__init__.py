@@ -3,13 +3,16 @@
 ``python -m videobgm.bench`` (``make bench``) runs each section, prints a table with the baseline
 beside each figure and their ratio, and writes ``reports/bench/<section>.json`` (rows plus the
 machine) and ``.csv``, then ``summary.json``/``.csv`` (the latest rows of every section there)
-and the figures (``speed.png``, ``quality.png``, ``growth.png``). A section is a function
-returning rows: dicts with ``section``, ``kind`` (speed | quality | cost), ``metric``, ``unit``,
-``ours``, ``baseline``, ``ratio`` (how many times better ours is; speed rows), ``bar`` (the
-target, in words), ``meets_bar`` and ``note``. Register new sections in :data:`SECTIONS`.
+and the figures (``speed.png``, ``quality.png``, ``growth.png``, ``engine.png``). A section is
+a function returning rows: dicts with ``section``, ``kind`` (speed | quality | cost),
+``metric``, ``unit``, ``ours``, ``baseline``, ``ratio`` (how many times better ours is; speed
+rows), ``bar`` (the target, in words), ``meets_bar`` and ``note``.
+Register new sections in :data:`SECTIONS`.
 
 The default run stays within about a quarter of an hour on two CPU cores; ``--full`` adds the
-heavy cases (a 30-minute video, two minutes of speech, more repeats of full-size steps). GPU
+heavy cases (a 30-minute video, two minutes of speech, more repeats of full-size steps). The
+``engine`` section (local sequential against Ray, :mod:`videobgm.bench.engine`) adds a few
+minutes and needs the ``[ray]`` extra (without it, one row says so). GPU
 measurements run when a CUDA device is present and otherwise say why they did not.
 """
 
@@ -41,6 +44,7 @@ from videobgm.bench.core import (
 )
 from videobgm.bench.dataset import bench_dataset
 from videobgm.bench.ducking import bench_ducking
+from videobgm.bench.engine import bench_engine
 from videobgm.bench.generation import bench_generation
 from videobgm.bench.gpu import bench_gpu
 from videobgm.bench.music import bench_compose
@@ -51,7 +55,7 @@ from videobgm.plots import bench as plots
 
 __all__ = [
     "KINDS", "NO_CUDA", "ROW_KEYS", "SECTIONS", "bench_codec", "bench_compose", "bench_dataset",
-    "bench_ducking", "bench_endtoend",
+    "bench_ducking", "bench_endtoend", "bench_engine",
     "bench_generation", "bench_gpu", "bench_growth", "bench_mix", "bench_mux",
     "bench_separation", "bench_transcription", "in_section", "latest_rows", "machine_info", "main",
     "median_time", "print_table", "read_rows", "row", "run_sections", "skipped", "write_report",
@@ -70,6 +74,7 @@ SECTIONS: dict[str, Callable[..., list[dict]]] = {
     "mux": bench_mux,
     "endtoend": bench_endtoend,
     "growth": bench_growth,
+    "engine": bench_engine,
     "gpu": bench_gpu,
 }
 
@@ -126,6 +131,7 @@ def write_summary(rows: list[dict], out_dir: Path | None = None) -> dict[str, Pa
         "speed": plots.plot_speed(rows),
         "quality": plots.plot_quality(rows),
         "growth": plots.plot_growth(rows),
+        "engine": plots.plot_engine(rows),
     }
     for name, fig in figures.items():
         if fig is not None:

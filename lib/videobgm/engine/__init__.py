@@ -10,6 +10,7 @@ from __future__ import annotations
 from videobgm.engine.batch import BatchItem, media_files, run_files, write_record
 from videobgm.engine.cluster import (
     MODEL_STEPS,
+    START_TRIES,
     STEPS,
     StepPlan,
     connect,
@@ -17,12 +18,14 @@ from videobgm.engine.cluster import (
     map_unordered,
     parse_gpus,
     plan,
+    start_local,
 )
 from videobgm.engine.command import ENGINES, add_options, cli_run
 
 __all__ = [
     "ENGINES",
     "MODEL_STEPS",
+    "START_TRIES",
     "STEPS",
     "BatchItem",
     "StepPlan",
@@ -35,5 +38,6 @@ __all__ = [
     "parse_gpus",
     "plan",
     "run_files",
+    "start_local",
     "write_record",
 ]

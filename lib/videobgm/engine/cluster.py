@@ -37,6 +37,9 @@ FORWARDED_ENV = (
     "VIDEOBGM_PROFILE", "VIDEOBGM_HOME", "VIDEOBGM_DEVICE", "VIDEOBGM_SHARED",
     "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "OMP_WAIT_POLICY",
 )  # fmt: skip
+# Tries at starting a local Ray: on an overloaded machine its raylet can crash while it waits
+# for its agent, or miss Ray's fixed 30 s registration wait; a second try usually starts.
+START_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -124,15 +127,36 @@ def connect(address: str | None = None) -> dict[str, float]:
     import ray  # deferred: an optional extra, and slow to import
 
     if not ray.is_initialized():
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        remote = bool(address or os.environ.get("RAY_ADDRESS"))
+        if not remote:
+            start_local()
+            return dict(ray.cluster_resources())
         # Workers of a cluster started elsewhere do not inherit this shell's variables.
-        runtime_env = {"env_vars": env} if (address or os.environ.get("RAY_ADDRESS")) else None
+        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         try:
-            ray.init(address=address, runtime_env=runtime_env, include_dashboard=False,
+            ray.init(address=address, runtime_env={"env_vars": env}, include_dashboard=False,
                      log_to_driver=True, logging_level="WARNING")  # fmt: skip
         except ConnectionError as exc:
             raise InputError(f"cannot reach a Ray cluster at {address!r}: {exc}") from exc
     return dict(ray.cluster_resources())
+
+
+def start_local(num_cpus: int | None = None, tries: int = START_TRIES) -> int:
+    """Start a new Ray on this machine (``num_cpus``: None for all of them), up to ``tries``
+    times; its workers inherit this process's environment. Returns the tries it took; the
+    last try's error is raised when none started. Tests and benchmarks start theirs here."""
+    import ray  # deferred: an optional extra, and slow to import
+
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                     logging_level="WARNING")  # fmt: skip
+            return attempt
+        except Exception:  # noqa: BLE001 - Ray's start-up errors have no common type
+            ray.shutdown()  # what the failed try started, before the next
+            if attempt == tries:
+                raise
+    raise ValueError(f"tries must be at least 1, not {tries}")
 
 
 def map_unordered(

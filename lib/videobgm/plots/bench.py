@@ -127,6 +127,51 @@ def plot_growth(rows: list[dict]):
     return fig
 
 
+def engine_data(rows: list[dict]) -> dict | None:
+    """The engine section's measurements (local and Ray stage times, projection)."""
+    return next((r["data"]["engine"] for r in rows if "engine" in (r.get("data") or {})), None)
+
+
+def plot_engine(rows: list[dict]):
+    """Seconds per video of each stage, local sequential beside Ray (measured), and the
+    projected videos per minute against the GPU count (labelled as a projection); None
+    without engine data."""
+    import matplotlib.pyplot as plt
+
+    data = engine_data(rows)
+    if data is None:
+        return None
+    local, on_ray = data["local"]["stages"], data["ray"]["stages"]
+    stages = list(local)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    y = np.arange(len(stages))[::-1]
+    left.barh(y + 0.18, [on_ray.get(s, 0.0) for s in stages], 0.36, color=OURS, label="Ray")
+    left.barh(y - 0.18, [local[s] for s in stages], 0.36, color=BASELINE,
+              label="local sequential")  # fmt: skip
+    labels = data.get("labels", {})
+    left.set_yticks(y, [labels.get(s, s) for s in stages], fontsize=8)
+    left.set(xlabel="seconds per video (median of rounds)",
+             title=f"measured: {data['videos']} x {data['clip_s']:g} s videos, "
+             f"{data['device']}, {data['profile']} models")  # fmt: skip
+    left.legend(fontsize=7, frameon=False)
+    gpus = [p["gpus"] for p in data["projection"]]
+    rates = [p["videos_per_min"] for p in data["projection"]]
+    right.plot(gpus, rates, "o--", color=OURS, label="projection, not measured")
+    for n, rate, p in zip(gpus, rates, data["projection"], strict=True):
+        right.annotate(p["bottleneck"], (n, rate), fontsize=7, xytext=(3, 3),
+                       textcoords="offset points")  # fmt: skip
+    for name, color in (("ray", OURS), ("local", BASELINE)):
+        rate = data[name]["videos_per_min"]
+        right.axhline(rate, color=color, lw=0.8, label=f"{name} here, measured ({rate:.2g})")
+    right.set_xticks(gpus, [str(n) for n in gpus])
+    right.set(xlabel="GPUs", ylabel="videos per minute",
+              title="throughput on N GPUs: projection (bottleneck step marked)")  # fmt: skip
+    right.set_ylim(0, None)
+    right.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, path: Path) -> Path:
     """Write ``fig`` as PNG at ``path``, atomically."""
     paths.ensure_dir(Path(path).parent)
