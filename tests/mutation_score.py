@@ -84,9 +84,8 @@ def print_scores(
     codes: dict[str, int | None], sample: dict[str, list[str]], total: Counter
 ) -> None:
     """One line per module: sample size of the matching total, killed, survived, score, CI."""
-    print(
-        f"{'module':28} {'sampled':>12} {'killed':>7} {'survived':>9} {'score':>6}  95% CI    pending"
-    )
+    header = f"{'module':28} {'sampled':>12} {'killed':>7} {'survived':>9} {'score':>6}"
+    print(f"{header}  95% CI    pending")
     for module, names in sorted(sample.items()):
         c = tally(codes, names)
         n = c["killed"] + c["survived"]
