@@ -62,6 +62,7 @@ MUTANTS ?= videobgm.media.x_mux* $(addprefix videobgm.emotion.classifier.x_,segm
 	_extend_neutral* timeline* _checked* _tile* postprocess* _piece* _span* _join* _coalesce* \
 	_absorb* _strength*) $(addprefix videobgm.compose.renderer.x_,equal_power* stitch* _emit* _clip_gain* \
 	_finisher* _crossfade_inside*) videobgm.mix.* videobgm.compose.plan.* videobgm.spectrogram.codec.* \
+	!videobgm.spectrogram.codec.x_*cli* \
 	videobgm.separate.*
 MUTATION_JOBS ?= 2
 # mutants drawn per module (a uniform sample estimates the module's score; 0 = all of them), and

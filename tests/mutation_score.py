@@ -9,7 +9,8 @@ Usage (``make mutants`` runs the three in order; ``MUTANTS_DIR`` is mutmut's ``m
 ``generate`` writes every mutant and mutmut's ``*.py.meta`` files without running a test (mutmut
 3 has no command for that; ``mutmut run`` would go on to test them all). ``sample`` prints the
 names of a uniform random sample of ``N`` mutants per module (a file; ``N`` = 0: all) among the
-names matching the patterns (mutmut's names, e.g. ``videobgm.mix.*``), drawn with ``SEED`` and
+names matching the patterns (mutmut's names, e.g. ``videobgm.mix.*``; ``!PATTERN`` leaves the
+names it matches out), drawn with ``SEED`` and
 the module's name so that one module's sample does not depend on the others; with
 ``--pending``, only those mutmut has no result for yet (a stopped run resumes). ``score``
 prints, per module, the sample's killed (a test failed, errored, timed out or crashed) and
@@ -50,9 +51,13 @@ def draw_sample(
     names: list[str], size: int, seed: int, patterns: list[str]
 ) -> dict[str, list[str]]:
     """``{module: sorted sample}``: ``size`` names per module (all if ``size`` is 0 or more)."""
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
     by_module: dict[str, list[str]] = {}
     for name in sorted(names):
-        if not patterns or any(fnmatch.fnmatch(name, p) for p in patterns):
+        if include and not any(fnmatch.fnmatch(name, p) for p in include):
+            continue
+        if not any(fnmatch.fnmatch(name, p) for p in exclude):
             by_module.setdefault(module_of(name), []).append(name)
     sample = {}
     for module, members in by_module.items():

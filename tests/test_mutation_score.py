@@ -31,6 +31,10 @@ def test_sample_is_seeded_per_module_and_within_patterns():
     assert sample["videobgm.separate"] == sorted(_names("separate", 20))  # fewer than 40: all
     alone = mutation_score.draw_sample(_names("mix", 300), 40, 19, ["videobgm.mix.*"])
     assert alone["videobgm.mix"] == sample["videobgm.mix"]  # other modules do not shift the draw
+    without = mutation_score.draw_sample(names, 40, 19, ["videobgm.separate.*", "!*mutmut_1?"])
+    assert without["videobgm.separate"] == sorted(
+        _names("separate", 9) + ["videobgm.separate.x_f__mutmut_20"]
+    )
     other_seed = mutation_score.draw_sample(names, 40, 20, ["videobgm.mix.*"])
     assert other_seed["videobgm.mix"] != sample["videobgm.mix"]
 
