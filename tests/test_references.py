@@ -55,6 +55,39 @@ def test_the_mel_bands_peak_at_the_htk_mel_scale():
     assert fb[0, 0] == 0 and np.all(fb[params.max_frequency * params.n_fft // RATE + 2 :] == 0)
 
 
+@pytest.mark.parametrize("seconds", [1.0, 0.1])  # 0.1 s: shorter than half an FFT, zero-padded
+def test_the_image_is_librosas_mel_spectrogram_on_riffusions_pixel_scale(seconds):
+    """Riffusion's format, computed here with librosa: centred STFT (Hann window of 100 ms in a
+    400 ms FFT, 10 ms hop, reflect padding), magnitude (power 1) through the HTK filterbank of
+    512 bands 0-10 kHz on int16-scaled samples; pixel = 255 - 255 (mel / max)^0.25, truncated,
+    low frequencies at the bottom, the same grey in R, G and B; the peak in EXIF."""
+    import librosa
+
+    params = sp.SpectrogramParams()
+    rng = np.random.default_rng(5)
+    t = np.arange(int(seconds * RATE)) / RATE
+    audio = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
+    mel = librosa.feature.melspectrogram(
+        y=audio.astype(np.float64) * 32768, sr=RATE, n_fft=17640, hop_length=441,
+        win_length=4410, window="hann", center=True,
+        pad_mode="reflect" if seconds > 0.2 else "constant", power=1.0, n_mels=512, fmin=0,
+        fmax=10000, htk=True, norm=None,
+    )  # fmt: skip
+    ours = sp.mel_from_audio(audio, params)
+    assert ours.shape == (1, 512, 1 + audio.size // 441) == (1, *mel.shape)
+    np.testing.assert_allclose(ours[0], mel, rtol=1e-3, atol=1e-3 * mel.max())
+    image = sp.image_from_audio(audio, params)
+    pixels = np.asarray(image, dtype=np.int16)
+    expected = np.floor(255 - 255 * (mel / mel.max()) ** 0.25)[::-1]
+    assert pixels.shape == (512, mel.shape[1], 3)
+    assert np.all(pixels == pixels[..., :1])  # mono: grey
+    assert np.max(np.abs(pixels[..., 0] - expected)) <= 1  # float32 rounding at a level's edge
+    assert np.mean(pixels[..., 0] == expected) > 0.99
+    assert sp.read_exif(image)[1] == pytest.approx(mel.max(), rel=1e-3)
+
+
 # --------------------------------------------------------------------------- crossfades
 
 
