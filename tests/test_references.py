@@ -11,6 +11,8 @@ import pytest
 from videobgm import compose
 from videobgm import spectrogram as sp
 from videobgm.compose import plan as compose_plan
+from videobgm.synth import arrange as synth
+from videobgm.vocab import SILENCE
 
 RATE = 44100
 
@@ -148,3 +150,52 @@ def test_a_crossfade_hands_a_constant_over_exactly():
     np.testing.assert_allclose(out_gain[: clip - overlap], 1.0, atol=1e-6)
     np.testing.assert_allclose(in_gain[clip:], 1.0, atol=1e-6)
     assert np.all(np.diff(in_gain[shared]) > 0) and np.all(np.diff(out_gain[shared]) < 0)
+
+
+def _gain_curve(plan: compose_plan.Plan, index: int) -> np.ndarray:
+    """The gain the procedural transition clip ``index`` puts on its one sounding keyframe's
+    seed clip, read off as their ratio (NaN where the seed clip is too quiet to divide by)."""
+    clip = plan.clips[index]
+    keyframe = plan.keyframes[clip.start if clip.start is not None else clip.end]
+    seed = synth.clip(keyframe.emotion, keyframe.synth_seed, keyframe.variation)
+    out = compose.procedural_clips(plan)[index]
+    assert out.dtype == np.float32 and out.shape == seed.shape
+    loud = np.abs(seed) > 0.02
+    return np.where(loud, out / np.where(loud, seed, 1), np.nan)
+
+
+@pytest.mark.parametrize(
+    ("timeline", "fades_out"),
+    [
+        ([(0, 3.1, "joy"), (3.1, 12, SILENCE)], True),  # the change mid-clip
+        ([(0, 4.6, SILENCE), (4.6, 12, "joy")], False),  # near the clip's end: kept inside
+    ],
+)
+def test_a_transition_to_or_from_silence_is_a_one_second_equal_power_fade(timeline, fades_out):
+    """The plan doc: a transition into or out of silence fades inside the clip. The renderer's
+    doc: over TRANSITION_S (1 s) centred on the change, snapped to the incoming music's beat
+    (silence has none), kept inside the clip. Worked out here from those rules: where the fade
+    begins; then, read off the clip, the whole music before it, none after it, and equal power
+    point-symmetric about its middle: gain(j)^2 + gain(L - 1 - j)^2 = 1 (sin^2 + cos^2 of
+    complementary angles), which holds only for a fade centred on its samples."""
+    items = [{"start": a, "end": b, "emotion": e} for a, b, e in timeline]
+    plan = compose_plan.make_plan(items, 12.0)
+    index, clip = next((i, c) for i, c in enumerate(plan.clips) if c.change_sample is not None)
+    n, length = plan.clip_samples, RATE
+    if fades_out:  # into silence: no beat grid, centred on the change itself
+        begin = clip.change_sample - length // 2
+    else:  # into joy: the centre on joy's beat grid, then the fade moved inside the clip
+        beat = compose_plan.beat_samples("joy")
+        centre = round(clip.change_sample / beat) * beat
+        assert centre + length // 2 > n  # the case is the one that needs moving
+        begin = n - length
+    gain = _gain_curve(plan, index)
+    gain = gain if fades_out else 1 - gain  # "old music" share either way: 1 before, 0 after
+    before, fade, after = gain[:begin], gain[begin : begin + length], gain[begin + length :]
+    assert np.allclose(before[~np.isnan(before)], 1.0, atol=1e-6)
+    assert np.allclose(after[~np.isnan(after)], 0.0, atol=1e-6)
+    fade = fade if fades_out else np.sqrt(np.clip(1 - (1 - fade) ** 2, 0, 1))  # sin -> cos
+    pairs = fade**2 + fade[::-1] ** 2
+    np.testing.assert_allclose(pairs[~np.isnan(pairs)], 1.0, atol=1e-5)
+    quarter = np.nanmean(fade[length // 4 - 50 : length // 4 + 50])
+    assert quarter == pytest.approx(np.cos(np.pi / 8), abs=2e-3)  # a quarter in: cos(pi/8)
