@@ -34,6 +34,56 @@ def test_loudness_target_and_true_peak(voice, music, target):
     assert abs(mix.loudness(result.mix, RATE) - target) <= 0.5
     assert independent_true_peak_db(result.mix) <= -1.0 + 0.05
     assert result.true_peak_db <= -1.0
+    # the reported figure is the delivered signal's (the same 4x filter as resample_poly's)
+    assert result.true_peak_db == pytest.approx(independent_true_peak_db(result.mix), abs=0.01)
+
+
+def test_true_peak_of_a_quarter_rate_sine_sampled_off_its_crests_is_its_amplitude():
+    """A sine at a quarter of the sample rate, sampled 45 degrees off its crests: every sample
+    is A / sqrt(2), the waveform reaches A (3 dB more). A = 0.5, rising smoothly to 0.9 and
+    back over 100 ms centred on a chunk boundary of the streamed measurement (a Hann swell)."""
+    k = np.arange(3 * mix.CHUNK)
+    swell = np.clip((k - 2 * mix.CHUNK) / 2205, -1, 1)  # -1 .. 1 across the 100 ms
+    amplitude = 0.5 + 0.4 * np.cos(np.pi / 2 * swell) ** 2
+    x = (amplitude * np.sin(np.pi / 2 * k + np.pi / 4)).astype(np.float32)
+    assert 20 * np.log10(np.abs(x).max()) == pytest.approx(20 * np.log10(0.9 / 2**0.5), abs=1e-4)
+    assert mix.true_peak(x) == pytest.approx(20 * np.log10(0.9), abs=0.05)
+    quiet = x[: mix.CHUNK]  # samples at -9.03 dBFS: under the default floor the sample peak
+    assert mix.true_peak(quiet) == pytest.approx(20 * np.log10(0.5 / 2**0.5), abs=1e-4)
+
+
+def test_true_peak_agrees_with_oversampling_the_whole_signal(music):
+    assert mix.true_peak(music, floor_db=-60) == pytest.approx(
+        independent_true_peak_db(music), abs=0.01
+    )
+
+
+def test_transcript_activity_marks_the_frames_a_segment_touches():
+    """Frame k covers [k, k + 1) * FRAME_S (10 ms): a segment marks the frames it overlaps;
+    times before 0 mark nothing."""
+    frames = mix.transcript_activity([(0.0, 0.05), (0.123, 0.131), (-1.0, -0.5)], 20)
+    assert np.flatnonzero(frames).tolist() == [0, 1, 2, 3, 4, 12, 13]
+
+
+def test_duck_curve_is_duck_db_under_long_speech_and_0_db_in_long_pauses():
+    params = mix.MixParams()  # -12 dB, 50 ms attack (starting 100 ms early), 200 ms release
+    times, gain_db = mix.duck_curve([(1.0, 3.0)], 5.0, params)
+    assert len(times) == len(gain_db) == 500
+    np.testing.assert_allclose(times, (np.arange(500) + 0.5) * mix.FRAME_S)
+    assert np.all(gain_db[:85] == 0.0)  # untouched until the look-ahead, 0.1 s before 1.0 s
+    # e^(-t / 50 ms) of the 12 dB left after t: under 0.01 dB within 0.4 s of speech
+    assert gain_db[140:300] == pytest.approx(params.duck_db, abs=0.01)
+    assert gain_db[-1] == pytest.approx(0.0, abs=0.01)  # 2 s after: 10 release times
+
+
+def test_vad_spans_duck_the_music_without_running_the_detector(voice, music):
+    """``activity="vad"`` with the detector's spans given: exactly those frames are speech."""
+    spans = [(2.0, 4.0), (10.0, 12.5)]
+    result = mix.mix(voice, music, RATE, mix.MixParams(activity="vad"), speech=spans)
+    expected = mix.transcript_activity(spans, len(result.speech))
+    assert np.array_equal(result.speech, expected) and result.speech.sum() == 450
+    with pytest.raises(InputError, match="needs the detector's spans"):
+        mix.Activity().frames(mix.array_reader(voice), len(voice), RATE, mix.MixParams())
 
 
 def _rms_db(x):
