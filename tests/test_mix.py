@@ -74,6 +74,11 @@ def test_duck_curve_is_duck_db_under_long_speech_and_0_db_in_long_pauses():
     # e^(-t / 50 ms) of the 12 dB left after t: under 0.01 dB within 0.4 s of speech
     assert gain_db[140:300] == pytest.approx(params.duck_db, abs=0.01)
     assert gain_db[-1] == pytest.approx(0.0, abs=0.01)  # 2 s after: 10 release times
+    # the release, a one-pole smoother of time constant release_ms from the ducked level: j + 1
+    # frames after the last speech frame (299), 1 - (1 - g) e^(-(j + 1) FRAME_S / release)
+    ducked = 10 ** (params.duck_db / 20)
+    after = np.exp(-(np.arange(100) + 1) * mix.FRAME_S / (params.release_ms / 1000))
+    np.testing.assert_allclose(10 ** (gain_db[300:400] / 20), 1 - (1 - ducked) * after, rtol=1e-5)
 
 
 def test_vad_spans_duck_the_music_without_running_the_detector(voice, music):
@@ -150,6 +155,8 @@ def test_limiter_catches_intersample_peaks():
     "bad",
     [
         {"target_lufs": 3.0},
+        {"target_lufs": -40.1},
+        {"target_lufs": -4.9},
         {"true_peak_db": 1.0},
         {"duck_db": 6.0},
         {"activity": "psychic"},
@@ -159,6 +166,12 @@ def test_limiter_catches_intersample_peaks():
 def test_bad_parameters_are_one_clear_error(bad):
     with pytest.raises(InputError):
         mix.MixParams(**bad)
+
+
+def test_the_ends_of_the_documented_ranges_are_accepted():
+    for target in (-40.0, -5.0):  # "outside -40..-5" is an error: the ends are inside
+        assert mix.MixParams(target_lufs=target).target_lufs == target
+    assert mix.MixParams(true_peak_db=0.0, duck_db=0.0).duck_db == 0.0
 
 
 @pytest.mark.parametrize("seconds", [0.5, 3.3, 20.0, 30.0])  # more than one piece
@@ -174,7 +187,22 @@ def test_loudness_agrees_with_pyloudnorm(voice, music, seconds):
     assert dual == pytest.approx(stereo, abs=0.01)
 
 
-def test_mix_files_writes_the_same_mix_in_bounded_memory(tmp_path, voice, music):
+def test_measure_file_agrees_with_pyloudnorm_and_oversampling(tmp_path, voice, music):
+    """A delivered file's figures, decoded by ffmpeg: the loudness pyloudnorm measures on the
+    same samples and the 4x oversampled peak, for two different channels."""
+    import pyloudnorm
+
+    n = 12 * RATE  # two chunks and more
+    stereo = np.stack([voice[:n], 0.5 * music[:n]]).astype(np.float32)
+    path = media.write_audio(tmp_path / "delivered.flac", stereo, RATE)
+    decoded = media.decode_audio(path, RATE, mono=False)
+    measured = mix.measure_file(path)
+    reference = pyloudnorm.Meter(RATE).integrated_loudness(decoded.T.astype(np.float64))
+    assert measured.loudness_lufs == pytest.approx(reference, abs=0.01)
+    assert measured.true_peak_db == pytest.approx(independent_true_peak_db(decoded), abs=0.01)
+
+
+def test_mix_files_writes_the_same_mix_as_the_in_memory_mix(tmp_path, voice, music):
     """The pipeline's streamed mix (files in, file out, a piece at a time) is the in-memory
     mix: same samples to 16-bit precision, same measurements; the inputs are left as they
     were, and music shorter than the voice is padded with silence."""
