@@ -144,6 +144,22 @@ def test_span_objects_without_confidence_read_like_dicts_without_it():
     as_dict = compose_plan.read_spans([{"start": 0, "end": 2, "emotion": "joy"}])
     as_object = compose_plan.read_spans([SimpleNamespace(start=0, end=2, emotion="joy")])
     assert as_object == as_dict == (compose_plan.TimelineSpan(0.0, 2.0, "joy", 1.0),)
+    given = compose_plan.read_spans(
+        [SimpleNamespace(start=0, end=2, emotion="joy", confidence=0.3)]
+    )
+    assert given == (compose_plan.TimelineSpan(0.0, 2.0, "joy", 0.3),)  # kept when given
+    with pytest.raises(InputError, match=r"timeline span 2: need 0 <= start < end, not 3.0-2.0"):
+        compose_plan.read_spans(spans((0, 3, "joy"), (3, 2, "joy")))
+
+
+def test_the_plan_keeps_its_neutral_policy_and_uses_the_prompt_table_given():
+    from videobgm.prompts import load_prompts
+
+    table = load_prompts()
+    table = {**table, "joy": dataclasses.replace(table["joy"], prompts=("a", "b"))}
+    plan = compose_plan.make_plan(spans((0, 20, "joy")), 20.0, neutral="silence", prompts=table)
+    assert plan.neutral == "silence"
+    assert {k.prompt for k in plan.keyframes} == {"a", "b"}
 
 
 def test_neutral_spans_get_calm_music_or_silence():
