@@ -191,3 +191,23 @@ def test_separate_file_memory_does_not_grow_with_the_length(tmp_path):
     two_minutes_of_audio = 2 * 60 * RATE * 4  # bytes of float32
     assert peaks[3] - peaks[1] < 0.1 * two_minutes_of_audio, peaks
     assert peaks[3] < 0.5 * 3 * 60 * RATE * 4, peaks
+
+
+def test_the_streaming_default_is_the_spectral_separator(mixed):
+    streamed = separate.separate_stream(blocks_of(mixed, RATE), RATE, params=SMALL)
+    expected = separate.separate(mixed, RATE, "spectral", SMALL)
+    np.testing.assert_array_equal(np.concatenate(list(streamed)), expected)
+
+
+def test_demucs_in_windows_streamed_in_blocks_equals_the_whole_audio(voice):
+    """separate_stream's promise for demucs too: the voice of blocks of any size is
+    separate_demucs' of the whole audio, window by window (1 s windows: three in 2.5 s)."""
+    excerpt = voice[: int(2.5 * RATE)]
+    params = separate.DemucsParams(window_s=1.0, overlap_s=0.25)
+    whole = separate.separate_demucs(excerpt, RATE, "tiny", "cpu", params)
+    streamed = separate.separate_stream(
+        blocks_of(excerpt, 10000), RATE, "demucs", params, "tiny", "cpu"
+    )
+    np.testing.assert_allclose(np.concatenate(list(streamed)), whole, atol=1e-6)
+    one_window = separate.separate_demucs(excerpt, RATE, "tiny", "cpu")
+    assert np.max(np.abs(one_window - whole)) > 1e-4  # the windows were used
