@@ -211,3 +211,12 @@ def test_demucs_in_windows_streamed_in_blocks_equals_the_whole_audio(voice):
     np.testing.assert_allclose(np.concatenate(list(streamed)), whole, atol=1e-6)
     one_window = separate.separate_demucs(excerpt, RATE, "tiny", "cpu")
     assert np.max(np.abs(one_window - whole)) > 1e-4  # the windows were used
+
+
+def test_beat_spectrum_of_a_power_alternating_frame_by_frame_is_plus_minus_one():
+    """Power 1, 0, 1, 0, ... in every bin: deviations of +-0.5 from the bin's mean, whose every
+    product at lag k is 0.25 (-1)^k, so the autocorrelation, normalised at lag 0, is (-1)^k
+    (a constant offset left in would pull the odd lags up towards 1)."""
+    magnitude = np.tile(np.array([1.0, 0.0], np.float32), (4, 50))  # 4 bins, 100 frames
+    expected = (-1.0) ** np.arange(100)
+    np.testing.assert_allclose(separate.beat_spectrum(magnitude), expected, atol=1e-4)
