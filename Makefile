@@ -64,9 +64,10 @@ MUTANTS ?= videobgm.media.x_mux* $(addprefix videobgm.emotion.classifier.x_,segm
 	_finisher* _crossfade_inside*) videobgm.mix.* videobgm.compose.plan.* videobgm.spectrogram.codec.* \
 	!videobgm.spectrogram.codec.x_*cli* \
 	videobgm.separate.*
-MUTATION_JOBS ?= 2
+MUTATION_JOBS ?= 1  # workers: the 2 cores here are shared
 # mutants drawn per module (a uniform sample estimates the module's score; 0 = all of them), and
-# the seed of the draw; MUTANT_RERUN=1 retests the sample's mutants that already have a result
+# the seed of the draw; MUTANT_RETRY=1 retests the sample's survivors too (after new tests),
+# MUTANT_RERUN=1 every mutant of the sample
 MUTANT_SAMPLE ?= 40
 MUTANT_SEED ?= 19
 
@@ -76,7 +77,8 @@ mutants: $(STAMP) ## mutation score of the core modules (mutmut, a seeded sample
 	cp -r lib/videobgm tests pyproject.toml $(MUTATION_DIR)/
 	cd $(MUTATION_DIR) && PYTHONPATH= $(abspath $(BIN))/python tests/mutation_score.py generate
 	names=$$($(BIN)/python tests/mutation_score.py sample $(MUTATION_DIR)/mutants $(MUTANT_SAMPLE) \
-		$(MUTANT_SEED) $(if $(MUTANT_RERUN),,--pending) $(foreach m,$(MUTANTS),'$(m)')); \
+		$(MUTANT_SEED) $(if $(MUTANT_RERUN),,--pending) $(if $(MUTANT_RETRY),--unkilled) \
+		$(foreach m,$(MUTANTS),'$(m)')); \
 	if [ -n "$$names" ]; then cd $(MUTATION_DIR) && VIDEOBGM_HOME=$(CURDIR) $(TEST_ENV) PYTHONPATH= \
 		nice -n 10 $(abspath $(BIN))/mutmut run --max-children $(MUTATION_JOBS) $$names || true; fi
 	$(BIN)/python tests/mutation_score.py score $(MUTATION_DIR)/mutants $(MUTANT_SAMPLE) $(MUTANT_SEED) \

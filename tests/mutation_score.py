@@ -3,7 +3,7 @@
 Usage (``make mutants`` runs the three in order; ``MUTANTS_DIR`` is mutmut's ``mutants/``)::
 
     python tests/mutation_score.py generate                    # in the mutmut work directory
-    python tests/mutation_score.py sample MUTANTS_DIR N SEED [--pending] PATTERN ...
+    python tests/mutation_score.py sample MUTANTS_DIR N SEED [--pending|--unkilled] PATTERN ...
     python tests/mutation_score.py score MUTANTS_DIR N SEED PATTERN ...
 
 ``generate`` writes every mutant and mutmut's ``*.py.meta`` files without running a test (mutmut
@@ -11,8 +11,9 @@ Usage (``make mutants`` runs the three in order; ``MUTANTS_DIR`` is mutmut's ``m
 names of a uniform random sample of ``N`` mutants per module (a file; ``N`` = 0: all) among the
 names matching the patterns (mutmut's names, e.g. ``videobgm.mix.*``; ``!PATTERN`` leaves the
 names it matches out), drawn with ``SEED`` and
-the module's name so that one module's sample does not depend on the others; with
-``--pending``, only those mutmut has no result for yet (a stopped run resumes). ``score``
+the module's name so that one module's sample does not depend on the others (and a smaller
+sample is part of a larger one); with ``--pending``, only those mutmut has no result for yet (a
+stopped run resumes), with ``--unkilled`` those and the survivors (after new tests). ``score``
 prints, per module, the sample's killed (a test failed, errored, timed out or crashed) and
 survived (including "no test reaches it") mutants, the score and its 95% Wilson interval: the
 score of a uniform sample estimates the score of all the module's mutants (mutant sampling,
@@ -129,13 +130,14 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     command, mutants_dir, size, seed, *patterns = argv
-    pending_only = "--pending" in patterns
-    patterns = [p for p in patterns if p != "--pending"]
+    flags = {p for p in patterns if p.startswith("--")}
+    patterns = [p for p in patterns if not p.startswith("--")]
     codes = exit_codes(Path(mutants_dir))
     sample = draw_sample(list(codes), int(size), int(seed), patterns)
     if command == "sample":
+        wanted = {None} | (SURVIVED if "--unkilled" in flags else set())
         for names in sample.values():
-            print("\n".join(n for n in names if not pending_only or codes[n] is None))
+            print("\n".join(n for n in names if not flags or codes[n] in wanted))
         return 0
     total = Counter({m: len(v) for m, v in draw_sample(list(codes), 0, 0, patterns).items()})
     print_scores(codes, sample, total)

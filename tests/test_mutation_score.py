@@ -63,3 +63,6 @@ def test_score_counts_sample_only(tmp_path, capsys):
     assert row.split()[1:7] == ["40", "of", "40", "30", "10", "75.0%"]
     assert mutation_score.main(["sample", str(tmp_path), "5", "1", "--pending"]) == 0
     assert capsys.readouterr().out.strip() == ""  # every mutant has a result: nothing to run
+    assert mutation_score.main(["sample", str(tmp_path), "0", "1", "--unkilled"]) == 0
+    survivors = sorted(f"videobgm.mix.x_g__mutmut_{i}" for i in range(1, 11))
+    assert capsys.readouterr().out.split() == survivors  # after new tests: retry the survivors
