@@ -58,11 +58,24 @@ def test_true_peak_agrees_with_oversampling_the_whole_signal(music):
     )
 
 
+def test_an_array_reader_gives_float32_zeros_outside_and_never_a_writable_view():
+    audio = np.arange(1, 11, dtype=np.float32)
+    read = mix.array_reader(audio)
+    inside = read(0, 4)
+    with pytest.raises(ValueError):  # a view of the caller's array: writing to it must fail
+        inside[0] = 0.0
+    edges = read(-2, 12)
+    assert edges.dtype == np.float32
+    assert edges.tolist() == [0, 0, *range(1, 11), 0, 0]
+    assert audio.tolist() == list(range(1, 11))
+
+
 def test_transcript_activity_marks_the_frames_a_segment_touches():
     """Frame k covers [k, k + 1) * FRAME_S (10 ms): a segment marks the frames it overlaps;
     times before 0 mark nothing."""
-    frames = mix.transcript_activity([(0.0, 0.05), (0.123, 0.131), (-1.0, -0.5)], 20)
+    frames = mix.transcript_activity([(0.0, 0.05), (0.123, 0.131)], 20)
     assert np.flatnonzero(frames).tolist() == [0, 1, 2, 3, 4, 12, 13]
+    assert not mix.transcript_activity([(-1.0, -0.5), (-0.2, 0.0)], 20).any()
 
 
 def test_duck_curve_is_duck_db_under_long_speech_and_0_db_in_long_pauses():
@@ -202,7 +215,7 @@ def test_measure_file_agrees_with_pyloudnorm_and_oversampling(tmp_path, voice, m
     assert measured.true_peak_db == pytest.approx(independent_true_peak_db(decoded), abs=0.01)
 
 
-def test_mix_files_writes_the_same_mix_as_the_in_memory_mix(tmp_path, voice, music):
+def test_mix_files_writes_the_same_mix_as_mix_in_one_piece(tmp_path, voice, music):
     """The pipeline's streamed mix (files in, file out, a piece at a time) is the in-memory
     mix: same samples to 16-bit precision, same measurements; the inputs are left as they
     were, and music shorter than the voice is padded with silence."""
