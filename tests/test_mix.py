@@ -215,6 +215,23 @@ def test_measure_file_agrees_with_pyloudnorm_and_oversampling(tmp_path, voice, m
     assert measured.true_peak_db == pytest.approx(independent_true_peak_db(decoded), abs=0.01)
 
 
+def test_mix_files_cuts_a_longer_voice_to_n_samples(tmp_path, voice, music):
+    """Both files are cut (or padded) to ``n_samples``: a voice 2 s longer than asked for
+    gives the mix of its first ``n`` samples, ``n`` samples long."""
+    import soundfile as sf
+
+    n = 6 * RATE
+    voice_path = media.write_audio(tmp_path / "voice.wav", voice[: n + 2 * RATE], RATE)
+    music_path = media.write_audio(tmp_path / "bgm.wav", music[:n], RATE)
+    params = mix.MixParams(activity="transcript")
+    mix.mix_files(voice_path, music_path, tmp_path / "mix.wav", n, params, segments=CUES)
+    written, _ = sf.read(tmp_path / "mix.wav", dtype="float32")
+    with media.AudioReader(voice_path) as v, media.AudioReader(music_path) as m:
+        expected = mix.mix(v(0, n), m(0, n), RATE, params, segments=CUES)
+    assert written.shape == (n, 2)
+    assert np.max(np.abs(written.T - expected.mix)) <= 1.5 / 32768
+
+
 def test_mix_files_writes_the_same_mix_as_mix_in_one_piece(tmp_path, voice, music):
     """The pipeline's streamed mix (files in, file out, a piece at a time) is the in-memory
     mix: same samples to 16-bit precision, same measurements; the inputs are left as they
