@@ -195,6 +195,10 @@ def test_bad_arguments_are_clear_errors():
         sp.image_from_audio(np.zeros((3, 2, 100), np.float32))
     with pytest.raises(InputError):
         sp.SpectrogramParams(max_frequency=30000)
+    for field in ("sample_rate", "step_size_ms", "num_frequencies"):  # each must be > 0
+        for value in (0, -1):
+            with pytest.raises(InputError, match="must be positive"):
+                sp.SpectrogramParams(**{field: value})
 
 
 def test_batched_decode_equals_one_at_a_time():
