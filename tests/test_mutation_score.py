@@ -60,7 +60,7 @@ def test_score_counts_sample_only(tmp_path, capsys):
     row = next(
         line for line in capsys.readouterr().out.splitlines() if line.startswith("videobgm.mix")
     )
-    assert row.split()[1:7] == ["40", "of", "40", "30", "10", "75.0%"]
+    assert row.split()[1:8] == ["40", "of", "40", "30", "0", "10", "75.0%"]
     assert mutation_score.main(["sample", str(tmp_path), "5", "1", "--pending"]) == 0
     assert capsys.readouterr().out.strip() == ""  # every mutant has a result: nothing to run
     assert mutation_score.main(["sample", str(tmp_path), "0", "1", "--unkilled"]) == 0
