@@ -69,6 +69,8 @@ MUTATION_JOBS ?= 1  # workers: the 2 cores here are shared
 # the seed of the draw; MUTANT_RETRY=1 retests the sample's survivors too (after new tests),
 # MUTANT_RERUN=1 every mutant of the sample
 MUTANT_SAMPLE ?= 40
+# one torch/OpenMP thread: mutmut forks a worker per mutant, and a fork taken while torch's
+# thread pool runs hangs until mutmut's time limit (every codec mutant "timed out" so)
 MUTANT_SEED ?= 19
 
 mutants: $(STAMP) ## mutation score of the core modules (mutmut, a seeded sample per module; slow)
@@ -80,6 +82,7 @@ mutants: $(STAMP) ## mutation score of the core modules (mutmut, a seeded sample
 		$(MUTANT_SEED) $(if $(MUTANT_RERUN),,--pending) $(if $(MUTANT_RETRY),--unkilled) \
 		$(foreach m,$(MUTANTS),'$(m)')); \
 	if [ -n "$$names" ]; then cd $(MUTATION_DIR) && VIDEOBGM_HOME=$(CURDIR) $(TEST_ENV) PYTHONPATH= \
+		OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 		nice -n 10 $(abspath $(BIN))/mutmut run --max-children $(MUTATION_JOBS) $$names || true; fi
 	$(BIN)/python tests/mutation_score.py score $(MUTATION_DIR)/mutants $(MUTANT_SAMPLE) $(MUTANT_SEED) \
 		$(foreach m,$(MUTANTS),'$(m)')
