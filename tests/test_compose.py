@@ -115,6 +115,53 @@ def test_the_clip_that_straddles_a_change_interpolates_from_one_emotion_to_the_o
     assert all(plan.keyframes[c.start].prompt != plan.keyframes[c.end].prompt for c in inside)
 
 
+def test_clips_tile_the_track_from_its_first_sample_and_walk_the_keyframes():
+    """The module doc's layout, worked out here for one 30 s emotion: clips from sample 0, each
+    starting one beat before the previous one ends, the last reaching the end; clip i walks
+    from keyframe i // M to i // M + 1 at alpha (i % M) / M."""
+    m, total = 3, 30 * RATE
+    plan = compose_plan.make_plan(spans((0, 30, "joy")), 30.0, clips_per_prompt=m)
+    beat = round(synth.STYLES["joy"].seconds_per_beat * RATE)
+    starts = [0]
+    while starts[-1] + CLIP < total:
+        starts.append(starts[-1] + CLIP - beat)
+    assert [c.start_sample for c in plan.clips] == starts and len(starts) > 2 * m
+    assert [(c.fade_in, c.fade_out) for c in plan.clips] == [
+        (0 if i == 0 else beat, 0 if i == len(starts) - 1 else beat) for i in range(len(starts))
+    ]
+    assert [c.alpha for c in plan.clips] == [(i % m) / m for i in range(len(starts))]
+    for i, clip in enumerate(plan.clips):
+        first = plan.clips[i // m * m]  # the first clip of this keyframe pair
+        assert (clip.start, clip.end) == (first.start, first.end) and clip.start != clip.end
+        if i + m < len(starts):
+            assert plan.clips[i + m].start == clip.end  # the next pair starts where this ends
+
+
+def test_span_objects_without_confidence_read_like_dicts_without_it():
+    """``confidence`` is optional for dicts and objects alike: full confidence when absent."""
+    from types import SimpleNamespace
+
+    as_dict = compose_plan.read_spans([{"start": 0, "end": 2, "emotion": "joy"}])
+    as_object = compose_plan.read_spans([SimpleNamespace(start=0, end=2, emotion="joy")])
+    assert as_object == as_dict == (compose_plan.TimelineSpan(0.0, 2.0, "joy", 1.0),)
+    given = compose_plan.read_spans(
+        [SimpleNamespace(start=0, end=2, emotion="joy", confidence=0.3)]
+    )
+    assert given == (compose_plan.TimelineSpan(0.0, 2.0, "joy", 0.3),)  # kept when given
+    with pytest.raises(InputError, match=r"timeline span 2: need 0 <= start < end, not 3.0-2.0"):
+        compose_plan.read_spans(spans((0, 3, "joy"), (3, 2, "joy")))
+
+
+def test_the_plan_keeps_its_neutral_policy_and_uses_the_prompt_table_given():
+    from videobgm.prompts import load_prompts
+
+    table = load_prompts()
+    table = {**table, "joy": dataclasses.replace(table["joy"], prompts=("a", "b"))}
+    plan = compose_plan.make_plan(spans((0, 20, "joy")), 20.0, neutral="silence", prompts=table)
+    assert plan.neutral == "silence"
+    assert {k.prompt for k in plan.keyframes} == {"a", "b"}
+
+
 def test_neutral_spans_get_calm_music_or_silence():
     timeline = spans((0, 10, "joy"), (10, 30, "neutral"), (30, 40, "joy"))
     middle = slice(16 * RATE, 24 * RATE)

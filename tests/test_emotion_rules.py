@@ -14,6 +14,7 @@ import pytest
 from conftest import phrases
 from videobgm import emotion
 from videobgm.emotion import EMOTION_LABELS, Span
+from videobgm.errors import InputError
 
 LABEL = {name: i for i, name in enumerate(EMOTION_LABELS)}
 
@@ -179,6 +180,32 @@ def test_extend_on_spans_merges_a_long_neutral_span_into_the_stronger_neighbour(
     spans = [Span(0, 10, "joy", 0.9), Span(10, 20, "neutral", 0.0), Span(20, 30, "sadness", 0.8)]
     out = emotion.postprocess(spans, min_span_s=0, neutral_policy="extend")
     assert shape(out) == [(0, 20, "joy"), (20, 30, "sadness")]
+
+
+def test_a_merged_span_keeps_the_duration_weighted_confidence_of_its_own_emotion():
+    # joy 0-10 (0.9) | fear 10-11 (0.2) | anger 11-12 (0.2) | joy 12-20 (0.5), min span 2 s.
+    # fear and anger are both 1 s: the earlier goes first, into joy (0.9 > 0.2); then anger
+    # sits between two joys and is bridged. Only the joy spans back joy:
+    # (0.9 * 10 + 0.5 * 8) / (10 + 8) = 13 / 18
+    spans = [Span(0, 10, "joy", 0.9), Span(10, 11, "fear", 0.2), Span(11, 12, "anger", 0.2),
+             Span(12, 20, "joy", 0.5)]  # fmt: skip
+    (out,) = emotion.postprocess(spans, min_span_s=2)
+    assert (out.start, out.end, out.emotion) == (0, 20, "joy")
+    assert out.confidence == pytest.approx(13 / 18)
+
+
+def test_extend_with_one_neighbour_gives_it_the_neutral_span():
+    # two spans: neutral 0-12 then joy 12-20: the one neighbour takes it, whatever its length
+    out = emotion.postprocess(
+        [Span(0, 12, "neutral"), Span(12, 20, "joy", 0.6)], neutral_policy="extend"
+    )
+    assert shape(out) == [(0, 20, "joy")]
+
+
+@pytest.mark.parametrize("duration", [0.0, -1.0, float("nan")])
+def test_a_timeline_needs_a_positive_duration(duration):
+    with pytest.raises(InputError, match="needs a positive duration"):
+        emotion.postprocess([], duration_s=duration)
 
 
 @pytest.mark.parametrize(("policy", "label"), [("ambient", "neutral"), ("silence", "silence")])

@@ -184,8 +184,17 @@ def test_old_keys_convert_to_diffusers_keys():
 
 
 def test_seed_images_are_the_codecs_images_of_the_synth_clips_cached():
+    """The codec (checked against librosa in test_references) of the synthesiser's clip for
+    that emotion, seed and variation: its first 512 columns, pixel for pixel."""
+    from videobgm import spectrogram
+    from videobgm.synth import arrange as synth
+
     image = generate.seed_image("sadness", seed=1, variation=2)
     assert image.size == (512, 512)
+    full = spectrogram.image_from_audio(synth.clip("sadness", 1, 2))
+    assert full.size == (513, 512)  # 1 + samples // hop columns
+    assert np.array_equal(pixels(image), pixels(full)[:, :512])
+    assert not np.array_equal(pixels(image), pixels(generate.seed_image("sadness", 1, 3)))
     assert generate.seed_image("sadness", seed=1, variation=2) is image
     assert generate.seed_image("joy", seed=1, variation=2) is not image
 

@@ -34,6 +34,74 @@ def test_loudness_target_and_true_peak(voice, music, target):
     assert abs(mix.loudness(result.mix, RATE) - target) <= 0.5
     assert independent_true_peak_db(result.mix) <= -1.0 + 0.05
     assert result.true_peak_db <= -1.0
+    # the reported figure is the delivered signal's (the same 4x filter as resample_poly's)
+    assert result.true_peak_db == pytest.approx(independent_true_peak_db(result.mix), abs=0.01)
+
+
+def test_true_peak_of_a_quarter_rate_sine_sampled_off_its_crests_is_its_amplitude():
+    """A sine at a quarter of the sample rate, sampled 45 degrees off its crests: every sample
+    is A / sqrt(2), the waveform reaches A (3 dB more). A = 0.5, rising smoothly to 0.9 and
+    back over 100 ms centred on a chunk boundary of the streamed measurement (a Hann swell)."""
+    k = np.arange(3 * mix.CHUNK)
+    swell = np.clip((k - 2 * mix.CHUNK) / 2205, -1, 1)  # -1 .. 1 across the 100 ms
+    amplitude = 0.5 + 0.4 * np.cos(np.pi / 2 * swell) ** 2
+    x = (amplitude * np.sin(np.pi / 2 * k + np.pi / 4)).astype(np.float32)
+    assert 20 * np.log10(np.abs(x).max()) == pytest.approx(20 * np.log10(0.9 / 2**0.5), abs=1e-4)
+    assert mix.true_peak(x) == pytest.approx(20 * np.log10(0.9), abs=0.05)
+    quiet = x[: mix.CHUNK]  # samples at -9.03 dBFS: under the default floor the sample peak
+    assert mix.true_peak(quiet) == pytest.approx(20 * np.log10(0.5 / 2**0.5), abs=1e-4)
+
+
+def test_true_peak_agrees_with_oversampling_the_whole_signal(music):
+    assert mix.true_peak(music, floor_db=-60) == pytest.approx(
+        independent_true_peak_db(music), abs=0.01
+    )
+
+
+def test_an_array_reader_gives_float32_zeros_outside_and_never_a_writable_view():
+    audio = np.arange(1, 11, dtype=np.float32)
+    read = mix.array_reader(audio)
+    inside = read(0, 4)
+    with pytest.raises(ValueError):  # a view of the caller's array: writing to it must fail
+        inside[0] = 0.0
+    edges = read(-2, 12)
+    assert edges.dtype == np.float32
+    assert edges.tolist() == [0, 0, *range(1, 11), 0, 0]
+    assert audio.tolist() == list(range(1, 11))
+
+
+def test_transcript_activity_marks_the_frames_a_segment_touches():
+    """Frame k covers [k, k + 1) * FRAME_S (10 ms): a segment marks the frames it overlaps;
+    times before 0 mark nothing."""
+    frames = mix.transcript_activity([(0.0, 0.05), (0.123, 0.131)], 20)
+    assert np.flatnonzero(frames).tolist() == [0, 1, 2, 3, 4, 12, 13]
+    assert not mix.transcript_activity([(-1.0, -0.5), (-0.2, 0.0)], 20).any()
+
+
+def test_duck_curve_is_duck_db_under_long_speech_and_0_db_in_long_pauses():
+    params = mix.MixParams()  # -12 dB, 50 ms attack (starting 100 ms early), 200 ms release
+    times, gain_db = mix.duck_curve([(1.0, 3.0)], 5.0, params)
+    assert len(times) == len(gain_db) == 500
+    np.testing.assert_allclose(times, (np.arange(500) + 0.5) * mix.FRAME_S)
+    assert np.all(gain_db[:85] == 0.0)  # untouched until the look-ahead, 0.1 s before 1.0 s
+    # e^(-t / 50 ms) of the 12 dB left after t: under 0.01 dB within 0.4 s of speech
+    assert gain_db[140:300] == pytest.approx(params.duck_db, abs=0.01)
+    assert gain_db[-1] == pytest.approx(0.0, abs=0.01)  # 2 s after: 10 release times
+    # the release, a one-pole smoother of time constant release_ms from the ducked level: j + 1
+    # frames after the last speech frame (299), 1 - (1 - g) e^(-(j + 1) FRAME_S / release)
+    ducked = 10 ** (params.duck_db / 20)
+    after = np.exp(-(np.arange(100) + 1) * mix.FRAME_S / (params.release_ms / 1000))
+    np.testing.assert_allclose(10 ** (gain_db[300:400] / 20), 1 - (1 - ducked) * after, rtol=1e-5)
+
+
+def test_vad_spans_duck_the_music_without_running_the_detector(voice, music):
+    """``activity="vad"`` with the detector's spans given: exactly those frames are speech."""
+    spans = [(2.0, 4.0), (10.0, 12.5)]
+    result = mix.mix(voice, music, RATE, mix.MixParams(activity="vad"), speech=spans)
+    expected = mix.transcript_activity(spans, len(result.speech))
+    assert np.array_equal(result.speech, expected) and result.speech.sum() == 450
+    with pytest.raises(InputError, match="needs the detector's spans"):
+        mix.Activity().frames(mix.array_reader(voice), len(voice), RATE, mix.MixParams())
 
 
 def _rms_db(x):
@@ -100,6 +168,8 @@ def test_limiter_catches_intersample_peaks():
     "bad",
     [
         {"target_lufs": 3.0},
+        {"target_lufs": -40.1},
+        {"target_lufs": -4.9},
         {"true_peak_db": 1.0},
         {"duck_db": 6.0},
         {"activity": "psychic"},
@@ -109,6 +179,12 @@ def test_limiter_catches_intersample_peaks():
 def test_bad_parameters_are_one_clear_error(bad):
     with pytest.raises(InputError):
         mix.MixParams(**bad)
+
+
+def test_the_ends_of_the_documented_ranges_are_accepted():
+    for target in (-40.0, -5.0):  # "outside -40..-5" is an error: the ends are inside
+        assert mix.MixParams(target_lufs=target).target_lufs == target
+    assert mix.MixParams(true_peak_db=0.0, duck_db=0.0).duck_db == 0.0
 
 
 @pytest.mark.parametrize("seconds", [0.5, 3.3, 20.0, 30.0])  # more than one piece
@@ -124,7 +200,39 @@ def test_loudness_agrees_with_pyloudnorm(voice, music, seconds):
     assert dual == pytest.approx(stereo, abs=0.01)
 
 
-def test_mix_files_writes_the_same_mix_in_bounded_memory(tmp_path, voice, music):
+def test_measure_file_agrees_with_pyloudnorm_and_oversampling(tmp_path, voice, music):
+    """A delivered file's figures, decoded by ffmpeg: the loudness pyloudnorm measures on the
+    same samples and the 4x oversampled peak, for two different channels."""
+    import pyloudnorm
+
+    n = 12 * RATE  # two chunks and more
+    stereo = np.stack([voice[:n], 0.5 * music[:n]]).astype(np.float32)
+    path = media.write_audio(tmp_path / "delivered.flac", stereo, RATE)
+    decoded = media.decode_audio(path, RATE, mono=False)
+    measured = mix.measure_file(path)
+    reference = pyloudnorm.Meter(RATE).integrated_loudness(decoded.T.astype(np.float64))
+    assert measured.loudness_lufs == pytest.approx(reference, abs=0.01)
+    assert measured.true_peak_db == pytest.approx(independent_true_peak_db(decoded), abs=0.01)
+
+
+def test_mix_files_cuts_a_longer_voice_to_n_samples(tmp_path, voice, music):
+    """Both files are cut (or padded) to ``n_samples``: a voice 2 s longer than asked for
+    gives the mix of its first ``n`` samples, ``n`` samples long."""
+    import soundfile as sf
+
+    n = 6 * RATE
+    voice_path = media.write_audio(tmp_path / "voice.wav", voice[: n + 2 * RATE], RATE)
+    music_path = media.write_audio(tmp_path / "bgm.wav", music[:n], RATE)
+    params = mix.MixParams(activity="transcript")
+    mix.mix_files(voice_path, music_path, tmp_path / "mix.wav", n, params, segments=CUES)
+    written, _ = sf.read(tmp_path / "mix.wav", dtype="float32")
+    with media.AudioReader(voice_path) as v, media.AudioReader(music_path) as m:
+        expected = mix.mix(v(0, n), m(0, n), RATE, params, segments=CUES)
+    assert written.shape == (n, 2)
+    assert np.max(np.abs(written.T - expected.mix)) <= 1.5 / 32768
+
+
+def test_mix_files_writes_the_same_mix_as_mix_in_one_piece(tmp_path, voice, music):
     """The pipeline's streamed mix (files in, file out, a piece at a time) is the in-memory
     mix: same samples to 16-bit precision, same measurements; the inputs are left as they
     were, and music shorter than the voice is padded with silence."""

@@ -11,6 +11,8 @@ import pytest
 from videobgm import compose
 from videobgm import spectrogram as sp
 from videobgm.compose import plan as compose_plan
+from videobgm.synth import arrange as synth
+from videobgm.vocab import SILENCE
 
 RATE = 44100
 
@@ -53,6 +55,39 @@ def test_the_mel_bands_peak_at_the_htk_mel_scale():
     assert np.all(np.abs(peaks * bin_hz - centres_hz) <= bin_hz)
     assert np.all(fb.max(axis=0) > 0.5)  # no band falls between bins and vanishes
     assert fb[0, 0] == 0 and np.all(fb[params.max_frequency * params.n_fft // RATE + 2 :] == 0)
+
+
+@pytest.mark.parametrize("seconds", [1.0, 0.1])  # 0.1 s: shorter than half an FFT, zero-padded
+def test_the_image_is_librosas_mel_spectrogram_on_riffusions_pixel_scale(seconds):
+    """Riffusion's format, computed here with librosa: centred STFT (Hann window of 100 ms in a
+    400 ms FFT, 10 ms hop, reflect padding), magnitude (power 1) through the HTK filterbank of
+    512 bands 0-10 kHz on int16-scaled samples; pixel = 255 - 255 (mel / max)^0.25, truncated,
+    low frequencies at the bottom, the same grey in R, G and B; the peak in EXIF."""
+    import librosa
+
+    params = sp.SpectrogramParams()
+    rng = np.random.default_rng(5)
+    t = np.arange(int(seconds * RATE)) / RATE
+    audio = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
+    mel = librosa.feature.melspectrogram(
+        y=audio.astype(np.float64) * 32768, sr=RATE, n_fft=17640, hop_length=441,
+        win_length=4410, window="hann", center=True,
+        pad_mode="reflect" if seconds > 0.2 else "constant", power=1.0, n_mels=512, fmin=0,
+        fmax=10000, htk=True, norm=None,
+    )  # fmt: skip
+    ours = sp.mel_from_audio(audio, params)
+    assert ours.shape == (1, 512, 1 + audio.size // 441) == (1, *mel.shape)
+    np.testing.assert_allclose(ours[0], mel, rtol=1e-3, atol=1e-3 * mel.max())
+    image = sp.image_from_audio(audio, params)
+    pixels = np.asarray(image, dtype=np.int16)
+    expected = np.floor(255 - 255 * (mel / mel.max()) ** 0.25)[::-1]
+    assert pixels.shape == (512, mel.shape[1], 3)
+    assert np.all(pixels == pixels[..., :1])  # mono: grey
+    assert np.max(np.abs(pixels[..., 0] - expected)) <= 1  # float32 rounding at a level's edge
+    assert np.mean(pixels[..., 0] == expected) > 0.99
+    assert sp.read_exif(image)[1] == pytest.approx(mel.max(), rel=1e-3)
 
 
 # --------------------------------------------------------------------------- crossfades
@@ -115,3 +150,52 @@ def test_a_crossfade_hands_a_constant_over_exactly():
     np.testing.assert_allclose(out_gain[: clip - overlap], 1.0, atol=1e-6)
     np.testing.assert_allclose(in_gain[clip:], 1.0, atol=1e-6)
     assert np.all(np.diff(in_gain[shared]) > 0) and np.all(np.diff(out_gain[shared]) < 0)
+
+
+def _gain_curve(plan: compose_plan.Plan, index: int) -> np.ndarray:
+    """The gain the procedural transition clip ``index`` puts on its one sounding keyframe's
+    seed clip, read off as their ratio (NaN where the seed clip is too quiet to divide by)."""
+    clip = plan.clips[index]
+    keyframe = plan.keyframes[clip.start if clip.start is not None else clip.end]
+    seed = synth.clip(keyframe.emotion, keyframe.synth_seed, keyframe.variation)
+    out = compose.procedural_clips(plan)[index]
+    assert out.dtype == np.float32 and out.shape == seed.shape
+    loud = np.abs(seed) > 0.02
+    return np.where(loud, out / np.where(loud, seed, 1), np.nan)
+
+
+@pytest.mark.parametrize(
+    ("timeline", "fades_out"),
+    [
+        ([(0, 3.1, "joy"), (3.1, 12, SILENCE)], True),  # the change mid-clip
+        ([(0, 4.6, SILENCE), (4.6, 12, "joy")], False),  # near the clip's end: kept inside
+    ],
+)
+def test_a_transition_to_or_from_silence_is_a_one_second_equal_power_fade(timeline, fades_out):
+    """The plan doc: a transition into or out of silence fades inside the clip. The renderer's
+    doc: over TRANSITION_S (1 s) centred on the change, snapped to the incoming music's beat
+    (silence has none), kept inside the clip. Worked out here from those rules: where the fade
+    begins; then, read off the clip, the whole music before it, none after it, and equal power
+    point-symmetric about its middle: gain(j)^2 + gain(L - 1 - j)^2 = 1 (sin^2 + cos^2 of
+    complementary angles), which holds only for a fade centred on its samples."""
+    items = [{"start": a, "end": b, "emotion": e} for a, b, e in timeline]
+    plan = compose_plan.make_plan(items, 12.0)
+    index, clip = next((i, c) for i, c in enumerate(plan.clips) if c.change_sample is not None)
+    n, length = plan.clip_samples, RATE
+    if fades_out:  # into silence: no beat grid, centred on the change itself
+        begin = clip.change_sample - length // 2
+    else:  # into joy: the centre on joy's beat grid, then the fade moved inside the clip
+        beat = compose_plan.beat_samples("joy")
+        centre = round(clip.change_sample / beat) * beat
+        assert centre + length // 2 > n  # the case is the one that needs moving
+        begin = n - length
+    gain = _gain_curve(plan, index)
+    gain = gain if fades_out else 1 - gain  # "old music" share either way: 1 before, 0 after
+    before, fade, after = gain[:begin], gain[begin : begin + length], gain[begin + length :]
+    assert np.allclose(before[~np.isnan(before)], 1.0, atol=1e-6)
+    assert np.allclose(after[~np.isnan(after)], 0.0, atol=1e-6)
+    fade = fade if fades_out else np.sqrt(np.clip(1 - (1 - fade) ** 2, 0, 1))  # sin -> cos
+    pairs = fade**2 + fade[::-1] ** 2
+    np.testing.assert_allclose(pairs[~np.isnan(pairs)], 1.0, atol=1e-5)
+    quarter = np.nanmean(fade[length // 4 - 50 : length // 4 + 50])
+    assert quarter == pytest.approx(np.cos(np.pi / 8), abs=2e-3)  # a quarter in: cos(pi/8)

@@ -74,11 +74,23 @@ def test_none_keeps_the_audio(voice):
 
 
 def test_demucs_backend_through_the_real_loader(voice):
+    import torch
+    from demucs.apply import apply_model
+
     excerpt = voice[: RATE * 2]
-    estimate = separate.separate(excerpt, RATE, "demucs", model="tiny")
-    assert estimate.shape == excerpt.shape and np.all(np.isfinite(estimate))
+    estimate = separate.separate(excerpt, RATE, "demucs", model="tiny", device="cpu")
     bag = separate.load_demucs("tiny", "cpu")
-    assert type(bag.models[0]).__name__ == "HTDemucs" and "vocals" in bag.sources
+    assert type(bag.models[0]).__name__ == "HTDemucs" and bag.samplerate == RATE
+    # the reference: demucs' own apply_model on the mono voice copied to both channels, its
+    # "vocals" stem averaged over the channels (one window: 2 s is shorter than window_s)
+    stereo = torch.from_numpy(np.stack([excerpt, excerpt]))[None]
+    with torch.inference_mode():
+        stems = apply_model(bag, stereo, shifts=0, split=True, overlap=0.25, progress=False)[0]
+    reference = stems[bag.sources.index("vocals")].mean(dim=0).numpy()
+    others = [stems[i].mean(dim=0).numpy() for i in range(len(bag.sources)) if i != 3]
+    assert bag.sources[3] == "vocals" and all(np.std(o - reference) > 1e-4 for o in others)
+    assert estimate.shape == excerpt.shape and estimate.dtype == np.float32
+    np.testing.assert_allclose(estimate, reference, atol=1e-5)
 
 
 def test_unknown_separator():
@@ -179,3 +191,32 @@ def test_separate_file_memory_does_not_grow_with_the_length(tmp_path):
     two_minutes_of_audio = 2 * 60 * RATE * 4  # bytes of float32
     assert peaks[3] - peaks[1] < 0.1 * two_minutes_of_audio, peaks
     assert peaks[3] < 0.5 * 3 * 60 * RATE * 4, peaks
+
+
+def test_the_streaming_default_is_the_spectral_separator(mixed):
+    streamed = separate.separate_stream(blocks_of(mixed, RATE), RATE, params=SMALL)
+    expected = separate.separate(mixed, RATE, "spectral", SMALL)
+    np.testing.assert_array_equal(np.concatenate(list(streamed)), expected)
+
+
+def test_demucs_in_windows_streamed_in_blocks_equals_the_whole_audio(voice):
+    """separate_stream's promise for demucs too: the voice of blocks of any size is
+    separate_demucs' of the whole audio, window by window (1 s windows: three in 2.5 s)."""
+    excerpt = voice[: int(2.5 * RATE)]
+    params = separate.DemucsParams(window_s=1.0, overlap_s=0.25)
+    whole = separate.separate_demucs(excerpt, RATE, "tiny", "cpu", params)
+    streamed = separate.separate_stream(
+        blocks_of(excerpt, 10000), RATE, "demucs", params, "tiny", "cpu"
+    )
+    np.testing.assert_allclose(np.concatenate(list(streamed)), whole, atol=1e-6)
+    one_window = separate.separate_demucs(excerpt, RATE, "tiny", "cpu")
+    assert np.max(np.abs(one_window - whole)) > 1e-4  # the windows were used
+
+
+def test_beat_spectrum_of_a_power_alternating_frame_by_frame_is_plus_minus_one():
+    """Power 1, 0, 1, 0, ... in every bin: deviations of +-0.5 from the bin's mean, whose every
+    product at lag k is 0.25 (-1)^k, so the autocorrelation, normalised at lag 0, is (-1)^k
+    (a constant offset left in would pull the odd lags up towards 1)."""
+    magnitude = np.tile(np.array([1.0, 0.0], np.float32), (4, 50))  # 4 bins, 100 frames
+    expected = (-1.0) ** np.arange(100)
+    np.testing.assert_allclose(separate.beat_spectrum(magnitude), expected, atol=1e-4)

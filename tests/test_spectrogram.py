@@ -195,6 +195,10 @@ def test_bad_arguments_are_clear_errors():
         sp.image_from_audio(np.zeros((3, 2, 100), np.float32))
     with pytest.raises(InputError):
         sp.SpectrogramParams(max_frequency=30000)
+    for field in ("sample_rate", "step_size_ms", "num_frequencies"):  # each must be > 0
+        for value in (0, -1):
+            with pytest.raises(InputError, match="must be positive"):
+                sp.SpectrogramParams(**{field: value})
 
 
 def test_batched_decode_equals_one_at_a_time():
@@ -218,6 +222,19 @@ def test_audio_from_mel_accepts_batches():
     assert sp.audio_from_mel(mel[0], iterations=2, device="cpu").shape == (51 * 441,)
     batch = sp.audio_from_mel(np.stack([mel, mel]), params, iterations=2, device="cpu")
     assert batch.shape == (2, 2, 51 * 441)
+
+
+def test_the_image_is_the_same_at_any_level_and_the_peak_goes_to_exif():
+    """Pixels are mel / peak: a clip 160 dB quieter (its mel peak under 1 on the int16 scale)
+    draws the same picture, only its EXIF peak is 1e-8 times the loud one's."""
+    audio = chord(1.0)
+    loud, quiet = sp.image_from_audio(audio), sp.image_from_audio(audio * np.float32(1e-8))
+    a, b = np.asarray(loud, dtype=np.int16), np.asarray(quiet, dtype=np.int16)
+    assert np.max(np.abs(a - b)) <= 1 and np.mean(a == b) > 0.99  # float32 rounding at edges
+    assert a.min() == 0 and a.max() > 200  # a real picture: the loudest bin black
+    assert sp.read_exif(quiet)[1] < 1 and sp.read_exif(quiet)[1] == pytest.approx(
+        1e-8 * sp.read_exif(loud)[1], rel=1e-3
+    )
 
 
 def test_spectral_convergence_is_scale_free():

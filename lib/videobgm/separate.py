@@ -323,8 +323,9 @@ def _repeating_background(
 
 
 def beat_spectrum(magnitude: np.ndarray) -> np.ndarray:
-    """Mean over frequencies of the autocorrelation over time of the power spectrogram,
-    normalised to 1 at lag 0: peaks at the periods at which the audio repeats."""
+    """Mean over frequencies of the autocorrelation over time of the power spectrogram (each
+    bin's deviation from its mean), normalised to 1 at lag 0: peaks at the periods at which
+    the audio repeats."""
     from scipy import fft
 
     power = np.square(magnitude, dtype=np.float32)
