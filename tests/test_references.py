@@ -90,6 +90,76 @@ def test_the_image_is_librosas_mel_spectrogram_on_riffusions_pixel_scale(seconds
     assert sp.read_exif(image)[1] == pytest.approx(mel.max(), rel=1e-3)
 
 
+def _librosa_mel(audio: np.ndarray, params) -> np.ndarray:
+    """Riffusion's mel amplitudes of one channel, computed by librosa from ``params``' fields."""
+    import librosa
+
+    rate = params.sample_rate
+    return librosa.feature.melspectrogram(
+        y=audio.astype(np.float64) * 32768, sr=rate,
+        n_fft=rate * params.padded_duration_ms // 1000,
+        hop_length=rate * params.step_size_ms // 1000,
+        win_length=rate * params.window_duration_ms // 1000, window="hann", center=True,
+        pad_mode="reflect", power=1.0, n_mels=params.num_frequencies,
+        fmin=params.min_frequency, fmax=params.max_frequency, htk=True, norm=None,
+    )  # fmt: skip
+
+
+def _noisy_tone(seconds: float, rate: int, freq: float, seed: int) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    noise = 0.05 * np.random.default_rng(seed).standard_normal(t.size)
+    return (0.3 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+
+
+def test_a_clip_longer_than_one_stft_block_is_librosas_mel_spectrogram_throughout():
+    """12.5 s is 1251 frames: past the 1024 frames the codec transforms at a time, so the
+    frames on both sides of a block edge must match librosa's one-piece transform."""
+    params = sp.SpectrogramParams(num_frequencies=128)
+    audio = _noisy_tone(12.5, RATE, 440.0, seed=7)
+    mel = _librosa_mel(audio, params)
+    ours = sp.mel_from_audio(audio, params)
+    assert ours.shape == (1, *mel.shape) == (1, 128, 1251)
+    np.testing.assert_allclose(ours[0], mel, rtol=1e-3, atol=1e-3 * mel.max())
+
+
+def test_stereo_parameters_take_two_channels_and_double_a_mono_one():
+    """``stereo=True``: each of the first two channels' own mel spectrogram (a third channel is
+    dropped); mono audio gives two identical channels. ``stereo=False`` averages the channels."""
+    stereo = sp.SpectrogramParams(stereo=True, num_frequencies=64)
+    left, right, third = (_noisy_tone(1.0, RATE, f, seed=i) for i, f in enumerate((330, 660, 990)))
+    ours = sp.mel_from_audio(np.stack([left, right, third]), stereo)
+    assert ours.shape[0] == 2
+    for channel, audio in zip(ours, (left, right), strict=True):
+        reference = _librosa_mel(audio, stereo)
+        np.testing.assert_allclose(channel, reference, rtol=1e-3, atol=1e-3 * reference.max())
+    doubled = sp.mel_from_audio(left, stereo)
+    assert doubled.shape[0] == 2 and np.array_equal(doubled[0], doubled[1])
+    reference = _librosa_mel(left, stereo)
+    np.testing.assert_allclose(doubled[0], reference, rtol=1e-3, atol=1e-3 * reference.max())
+    mono = sp.SpectrogramParams(num_frequencies=64)
+    mean = (left + right) / 2
+    reference = _librosa_mel(mean, mono)
+    averaged = sp.mel_from_audio(np.stack([left, right]), mono)
+    assert averaged.shape[0] == 1
+    np.testing.assert_allclose(averaged[0], reference, rtol=1e-3, atol=1e-3 * reference.max())
+
+
+def test_spectral_convergence_at_other_parameters_is_the_normalised_distance():
+    """At 22.05 kHz, 20 ms steps and 96 bands: ~0 against the audio's own mel spectrogram (from
+    librosa), and ``||a/|a| - b/|b|||`` (computed here with numpy) against another sound's."""
+    params = sp.SpectrogramParams(
+        sample_rate=22050, step_size_ms=20, window_duration_ms=80, padded_duration_ms=160,
+        num_frequencies=96, min_frequency=50, max_frequency=8000,
+    )  # fmt: skip
+    audio = _noisy_tone(1.5, 22050, 523.0, seed=3)
+    own = _librosa_mel(audio, params)
+    assert sp.spectral_convergence(audio, own, params) < 1e-3
+    other = _librosa_mel(_noisy_tone(1.5, 22050, 1200.0, seed=4), params)
+    expected = np.linalg.norm(own / np.linalg.norm(own) - other / np.linalg.norm(other))
+    assert expected > 0.5  # the two sounds differ: the check below can fail
+    assert sp.spectral_convergence(audio, other, params) == pytest.approx(expected, abs=2e-3)
+
+
 # --------------------------------------------------------------------------- crossfades
 
 
