@@ -66,14 +66,15 @@ MUTANTS ?= videobgm.media.x_mux* $(addprefix videobgm.emotion.classifier.x_,segm
 	_finisher* _crossfade_inside*) videobgm.mix.* videobgm.compose.plan.* videobgm.spectrogram.codec.* \
 	!videobgm.spectrogram.codec.x_*cli* \
 	videobgm.separate.*
-MUTATION_JOBS ?= 1  # workers: the 2 cores here are shared
+# workers: the 2 cores here are shared
+MUTATION_JOBS ?= 1
 # mutants drawn per module (a uniform sample estimates the module's score; 0 = all of them), and
 # the seed of the draw; MUTANT_RETRY=1 retests the sample's survivors too (after new tests),
 # MUTANT_RERUN=1 every mutant of the sample
 MUTANT_SAMPLE ?= 40
-# one torch/OpenMP thread: mutmut forks a worker per mutant, and a fork taken while torch's
-# thread pool runs hangs until mutmut's time limit (every codec mutant "timed out" so)
 MUTANT_SEED ?= 19
+# mutmut runs with one torch/OpenMP thread: it forks a worker per mutant, and a fork taken while
+# torch's thread pool runs hangs until mutmut's time limit (every codec mutant "timed out" so)
 
 mutants: $(STAMP) ## mutation score of the core modules (mutmut, a seeded sample per module; slow)
 	mkdir -p $(MUTATION_DIR)
