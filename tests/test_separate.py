@@ -93,6 +93,50 @@ def test_demucs_backend_through_the_real_loader(voice):
     np.testing.assert_allclose(estimate, reference, atol=1e-5)
 
 
+def test_demucs_at_another_rate_runs_at_the_models_rate_and_returns_the_inputs(voice):
+    """Audio at 22.05 kHz goes to the model at its 44.1 kHz and the voice comes back at 22.05
+    kHz: the reference resamples with scipy's polyphase filter around demucs' own apply_model."""
+    import torch
+    from demucs.apply import apply_model
+    from scipy.signal import resample_poly
+
+    half_rate = RATE // 2
+    excerpt = voice[: RATE * 2 : 2].copy()  # 2 s read as 22.05 kHz audio (any audio will do)
+    estimate = separate.separate(excerpt, half_rate, "demucs", model="tiny", device="cpu")
+    bag = separate.load_demucs("tiny", "cpu")
+    upsampled = resample_poly(excerpt, 2, 1).astype(np.float32)
+    stereo = torch.from_numpy(np.stack([upsampled, upsampled]))[None]
+    with torch.inference_mode():
+        stems = apply_model(bag, stereo, shifts=0, split=True, overlap=0.25, progress=False)[0]
+    vocals = stems[bag.sources.index("vocals")].mean(dim=0).numpy()
+    reference = resample_poly(vocals, 1, 2)
+    assert estimate.shape == excerpt.shape and estimate.dtype == np.float32
+    np.testing.assert_allclose(estimate, reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["none", "spectral"])
+def test_float64_input_gives_float32_voice(method):
+    """The documented output type whatever the input's: mono float32."""
+    audio = 0.1 * np.sin(np.arange(RATE) * 2 * np.pi * 220 / RATE)  # float64
+    voice = separate.separate(np.stack([audio, audio / 2]), RATE, method)
+    assert voice.dtype == np.float32 and voice.shape == audio.shape
+    if method == "none":  # the channel mean, by hand
+        np.testing.assert_allclose(voice, 0.75 * audio, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("window_s", "overlap_s", "ok"),
+    [(60.0, 5.0, True), (10.0, 4.99, True), (10.0, 5.0, False), (10.0, 0.0, False),
+     (10.0, -1.0, False)],
+)  # fmt: skip
+def test_demucs_windows_overlap_by_less_than_half_a_window(window_s, overlap_s, ok):
+    if ok:
+        assert separate.DemucsParams(window_s, overlap_s).overlap_s == overlap_s
+    else:
+        with pytest.raises(InputError, match="less than half of window_s"):
+            separate.DemucsParams(window_s, overlap_s)
+
+
 def test_unknown_separator():
     with pytest.raises(InputError, match="unknown separator 'magic'"):
         separate.separate(np.zeros(10, np.float32), RATE, "magic")
