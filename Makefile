@@ -8,7 +8,8 @@ PROFILE ?= auto
 BENCH_ARGS ?=
 REPORTS_ARGS ?=
 APP_ARGS ?=
-# pytest-xdist workers for make test ("auto": one per core); tests/conftest.py groups the files.
+# pytest-xdist workers for make test ("auto": one per core, 0: one process); tests/conftest.py
+# keeps each file on one worker and the notebooks in order on one.
 TEST_WORKERS ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 # Tests never touch the model hub; the library builds its tiny models locally.
