@@ -1,14 +1,11 @@
 """``make mutants``' sampling and scoring (tests/mutation_score.py): the figures in the README."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from scipy.stats import binomtest
 
-sys.path.insert(0, str(Path(__file__).parent))  # the script sits beside the tests, not in a package
-import mutation_score  # noqa: E402
+import mutation_score  # tests/ is on sys.path: pytest's default (prepend) import mode puts it there
 
 
 @pytest.mark.parametrize(("killed", "n"), [(0, 5), (5, 5), (34, 40), (81, 263), (1, 1)])

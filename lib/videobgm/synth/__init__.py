@@ -4,46 +4,7 @@
 scale, tempo and parts; ``instruments`` the oscillators, drums and effects.
 """
 
-from videobgm.synth.arrange import (
-    CLIP_SECONDS,
-    DEFAULT_VARIATIONS,
-    EMOTIONS,
-    EXTRA_STYLES,
-    SAMPLE_RATE,
-    STEPS_PER_BEAT,
-    STYLES,
-    Part,
-    Style,
-    add_cli,
-    bar_times,
-    beat_times,
-    chord_notes,
-    clear_caches,
-    clip,
-    clip_samples,
-    render,
-    style_for,
-    track,
-)
+from videobgm.synth import arrange
+from videobgm.synth.arrange import *  # noqa: F403 - the API, listed once: arrange.__all__
 
-__all__ = [
-    "CLIP_SECONDS",
-    "DEFAULT_VARIATIONS",
-    "EMOTIONS",
-    "EXTRA_STYLES",
-    "Part",
-    "SAMPLE_RATE",
-    "STEPS_PER_BEAT",
-    "STYLES",
-    "Style",
-    "add_cli",
-    "bar_times",
-    "beat_times",
-    "chord_notes",
-    "clear_caches",
-    "clip",
-    "clip_samples",
-    "render",
-    "style_for",
-    "track",
-]
+__all__ = list(arrange.__all__)
